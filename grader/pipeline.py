@@ -1,0 +1,257 @@
+"""Grade one submission through its phases (prepare, execute, check, train, grade),
+and keep a failure in one phase from losing the rest of the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import shutil
+import tempfile
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+import nbformat
+
+from . import results
+from .check_answers import grade_answers
+from .check_model import (
+    extra_layer_notes,
+    grade_accuracy,
+    grade_conv,
+    grade_fc,
+    grade_output,
+    grade_pool,
+    grade_table,
+)
+from .execute import ExecutionConfig, execute_notebook
+from .mnist import BUILTIN_DIR, write_torchvision_layout
+from .modelcheck import ModelCheckError, run_model_check
+from .notebook import NotebookProblem, cap_outputs, read_notebook
+from .results import CellReport, ItemResult, SubmissionResult
+from .rubric import ANSWER_NAMES, CLASS_NAME, EXTRA_NAMES, Rubric
+
+log = logging.getLogger(__name__)
+
+MODEL_ITEMS = ("5.3.i.conv", "5.3.i.pool", "5.3.i.fc", "5.3.i.output", "5.3.ii.accuracy")
+
+
+@dataclass(frozen=True)
+class GradeOptions:
+    """Settings shared by every submission of a batch."""
+
+    rubric: Rubric
+    data_dir: Path = BUILTIN_DIR
+    executed_dir: Path | None = None  # where executed notebooks go; None keeps none
+
+
+@lru_cache(maxsize=4)
+def reference_layers(reference_module: Path) -> list[dict[str, Any]]:
+    """Export the reference ConvNet and return its layer records."""
+    import torch
+
+    from .layers import layers_from_program
+
+    spec = importlib.util.spec_from_file_location("grader_reference", reference_module)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load reference module {reference_module}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.ConvNet().eval()
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.export.export(model, (torch.zeros(2, 1, 28, 28),), dynamic_shapes=({0: batch},))
+    return [layer.to_dict() for layer in layers_from_program(program)]
+
+
+class _Phases:
+    """Record the wall seconds of each named phase of one submission."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.monotonic() - started, 3)
+
+
+def _execution_config(rubric: Rubric, raw_dir: Path) -> ExecutionConfig:
+    names = {name: rubric.names_for(name) for name in (*ANSWER_NAMES, *EXTRA_NAMES)}
+    return ExecutionConfig(
+        cell_timeout=rubric.limits.cell_timeout,
+        notebook_timeout=rubric.limits.notebook_timeout,
+        threads=rubric.training.threads,
+        raw_dir=raw_dir,
+        train_images=rubric.limits.student_train_images,
+        names=names,
+        class_names=rubric.names_for(CLASS_NAME),
+        batch_size=rubric.training.batch_size,
+    )
+
+
+def _zero_items(rubric: Rubric, item_ids: tuple[str, ...], outcome: str, message: str) -> list[ItemResult]:
+    return [
+        ItemResult(item.id, item.title, 0.0, item.points, outcome, message)
+        for item in rubric.items
+        if item.id in item_ids
+    ]
+
+
+def _accuracy(value: Any) -> float | None:
+    """Read a reported accuracy given as a fraction or a percentage."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 100:
+        return value / 100 if value > 1 else float(value)
+    return None
+
+
+def _missing_class_message(rubric: Rubric, state: dict[str, Any]) -> str:
+    import difflib
+
+    problem = state.get("class_problem")
+    if problem:
+        return f"No model class to grade: {problem}."
+    close = difflib.get_close_matches(CLASS_NAME, state.get("globals", []), n=3, cutoff=0.4)
+    message = f"`{CLASS_NAME}` (a torch.nn.Module class) is not defined in the notebook."
+    if close:
+        message += " Names that look close: " + ", ".join(f"`{c}`" for c in close) + "."
+    return message
+
+
+def _grade_model(result: SubmissionResult, state: dict[str, Any], archive: Path | None,
+                 options: GradeOptions, phase: _Phases) -> list[dict[str, Any]] | None:
+    """Grade 5.3 i and ii; return the student's layer records when there are any."""
+    rubric = options.rubric
+    expected = reference_layers(rubric.reference_module)
+    result.expected_layers = expected
+    if "class_name" not in state:
+        message = _missing_class_message(rubric, state)
+        for item in _zero_items(rubric, MODEL_ITEMS, "missing", message):
+            result.add_item(item)
+        return None
+    if state["class_name"] != CLASS_NAME:
+        result.notes.append(f"The model class was found under the name `{state['class_name']}`.")
+    if archive is None:
+        message = state.get("model_error", "the model could not be exported")
+        for item in _zero_items(rubric, MODEL_ITEMS, "error", message[0].upper() + message[1:]):
+            result.add_item(item)
+        return None
+    request = {
+        "archive": str(archive),
+        "data_dir": str(options.data_dir),
+        "training": rubric.training.__dict__,
+        "fixed_batch": state.get("fixed_batch", 0),
+    }
+    try:
+        with phase("check"):
+            report = run_model_check(request, rubric.limits.check_timeout)
+    except ModelCheckError as error:
+        for item in _zero_items(rubric, MODEL_ITEMS, "error", str(error)):
+            result.add_item(item)
+        return None
+    layers = report["layers"]
+    result.layers = layers
+    training = report.get("training", {})
+    result.training = training
+    result.timings["train"] = training.get("seconds", 0.0)
+    result.notes.extend(extra_layer_notes(layers, expected))
+    for item in (
+        grade_conv(rubric, layers, expected),
+        grade_pool(rubric, layers, expected),
+        grade_fc(rubric, layers, expected),
+        grade_output(rubric, report["output_shape"], int(state.get("fixed_batch") or 0)),
+        grade_accuracy(rubric, training, result.reported.get("cnn_accuracy")),
+    ):
+        result.add_item(item)
+    return layers
+
+
+def _read_reported(result: SubmissionResult, state: dict[str, Any]) -> None:
+    for name in ("ffn_accuracy", "cnn_accuracy"):
+        entry = state.get("values", {}).get(name)
+        if entry and "value" in entry:
+            result.reported[name] = _accuracy(entry["value"])
+
+
+def _grade_state(result: SubmissionResult, state: dict[str, Any], archive: Path | None,
+                 options: GradeOptions, phase: _Phases) -> None:
+    rubric = options.rubric
+    _read_reported(result, state)
+    with phase("grade"):
+        for item in grade_answers(rubric, state):
+            result.add_item(item)
+    layers = _grade_model(result, state, archive, options, phase)
+    with phase("grade"):
+        for item in grade_table(rubric, state, layers, result.expected_layers):
+            result.add_item(item)
+    order = {item.id: position for position, item in enumerate(rubric.items)}
+    result.items.sort(key=lambda item: order[item.id])
+
+
+def _save_executed(notebook: nbformat.NotebookNode, options: GradeOptions, student: str) -> None:
+    if options.executed_dir is None:
+        return
+    cap_outputs(notebook)
+    options.executed_dir.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, options.executed_dir / f"{student}.ipynb")
+
+
+def grade_submission(path: Path, student: str, options: GradeOptions) -> SubmissionResult:
+    """Grade one notebook file; every failure ends up in the returned result."""
+    rubric = options.rubric
+    result = SubmissionResult(student=student, source=path.name, status=results.GRADED,
+                              max_total=rubric.max_total, rubric_sha256=rubric.digest)
+    phase = _Phases(result.timings)
+    try:
+        result.content_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        _grade_file(result, path, student, options, phase)
+    except Exception as error:  # a bug in the grader must not lose the batch
+        log.exception("grading %s failed inside the grader", path)
+        result.status = results.GRADER_ERROR
+        result.reason = f"internal grader error: {type(error).__name__}: {error}"
+        result.notes.append("".join(traceback.format_exception_only(type(error), error)).strip())
+    if result.status != results.GRADED:
+        result.items = []
+        result.total = 0.0
+        for item in _zero_items(rubric, tuple(i.id for i in rubric.items), "error", result.reason):
+            result.add_item(item)
+    return result
+
+
+def _grade_file(result: SubmissionResult, path: Path, student: str, options: GradeOptions,
+                phase: _Phases) -> None:
+    rubric = options.rubric
+    try:
+        notebook, notes = read_notebook(path)
+    except NotebookProblem as problem:
+        result.status = results.INVALID_NOTEBOOK
+        result.reason = str(problem)
+        return
+    result.notes.extend(notes)
+    with tempfile.TemporaryDirectory(prefix="grader-") as temporary:
+        workdir = Path(temporary)
+        with phase("prepare"):
+            raw_dir = write_torchvision_layout(options.data_dir, workdir / ".data")
+            nbformat.write(notebook, workdir / path.name)
+        with phase("execute"):
+            run = execute_notebook(notebook, workdir, _execution_config(rubric, raw_dir))
+        result.cells = run.cells
+        _save_executed(run.notebook, options, student)
+        if run.state is None:
+            result.status = results.KERNEL_FAILED
+            result.reason = run.failure or "the notebook's state could not be read"
+            return
+        if run.failure:
+            result.notes.append(run.failure)
+        _grade_state(result, run.state, run.archive, options, phase)
+    if any(cell.outcome != "ok" for cell in result.cells):
+        failed = ", ".join(str(cell.index) for cell in result.cells)
+        result.reason = f"cells that did not finish: {failed}"

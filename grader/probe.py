@@ -1,0 +1,194 @@
+"""Code the grader runs inside the student's kernel, before and after the notebook.
+
+The grader sends this file's source to the kernel and calls one function, so the
+module imports nothing from the grader package. Nothing computed here is trusted:
+``extract`` only copies the student's values into JSON and exports the student's
+model as a ``torch.export`` archive, and the grader checks both in its own processes.
+"""
+
+import json
+import numbers
+import os
+import traceback
+
+# Names a notebook always has, left out of the "names that look close" list.
+_KERNEL_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
+_MAX_ELEMENTS = 100_000
+_MAX_DEPTH = 6
+
+
+def setup(config):
+    """Point every ``torchvision.datasets.MNIST`` root at the grader's data copy.
+
+    ``config`` holds ``raw_dir`` (a folder with the four uncompressed IDX files),
+    ``train_images`` (how many training images the notebook sees; 0 for all) and
+    ``threads`` (torch CPU threads).
+    """
+    import torch
+
+    torch.set_num_threads(int(config["threads"]))
+    try:
+        from torchvision.datasets import mnist
+    except ImportError:
+        return
+    raw_dir = config["raw_dir"]
+    limit = int(config["train_images"])
+    original_raw = mnist.MNIST.raw_folder
+    original_processed = mnist.MNIST.processed_folder
+    original_load = mnist.MNIST._load_data
+
+    # Subclasses such as FashionMNIST keep their own folders.
+    def raw_folder(self):
+        return raw_dir if type(self) is mnist.MNIST else original_raw.fget(self)
+
+    def processed_folder(self):
+        if type(self) is mnist.MNIST:
+            return os.path.join(os.path.dirname(raw_dir), "processed")
+        return original_processed.fget(self)
+
+    def load_data(self):
+        data, targets = original_load(self)
+        if type(self) is mnist.MNIST and self.train and limit > 0:
+            return data[:limit], targets[:limit]
+        return data, targets
+
+    mnist.MNIST.raw_folder = property(raw_folder)
+    mnist.MNIST.processed_folder = property(processed_folder)
+    mnist.MNIST._load_data = load_data
+
+
+def _plain(value, depth=0):
+    """Convert a value to JSON types: numbers, strings, None and lists of them."""
+    if depth > _MAX_DEPTH:
+        raise ValueError("nested too deeply")
+    if value is None or isinstance(value, str):
+        return value
+    if value is Ellipsis:
+        return {"placeholder": True}
+    if isinstance(value, bool):
+        raise TypeError("bool")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    type_name = type(value).__module__ + "." + type(value).__qualname__
+    if type_name.startswith("torch.") and hasattr(value, "detach"):
+        if value.numel() > _MAX_ELEMENTS:
+            raise ValueError(f"{value.numel()} elements")
+        if value.is_complex():
+            raise TypeError("complex tensor")
+        return value.detach().to("cpu").double().tolist()
+    if type_name.startswith("numpy.") and hasattr(value, "tolist"):
+        if getattr(value, "size", 1) > _MAX_ELEMENTS:
+            raise ValueError(f"{value.size} elements")
+        return _plain(value.tolist(), depth + 1)
+    if type(value).__name__ == "Size" or isinstance(value, (list, tuple)):
+        if len(value) > _MAX_ELEMENTS:
+            raise ValueError(f"{len(value)} elements")
+        return [_plain(item, depth + 1) for item in value]
+    raise TypeError(type_name)
+
+
+def _read_value(namespace, names):
+    for name in names:
+        if name in namespace:
+            value = namespace[name]
+            try:
+                return {"name": name, "value": _plain(value)}
+            except (TypeError, ValueError) as error:
+                return {"name": name, "error": f"{type(value).__name__}: {error}"}
+    return None
+
+
+def _find_class(namespace, names):
+    import torch
+
+    for name in names:
+        candidate = namespace.get(name)
+        if isinstance(candidate, type) and issubclass(candidate, torch.nn.Module):
+            return name, candidate
+    return None, None
+
+
+def _describe_name(namespace, names):
+    """Say what the graded class name is bound to when it is not a Module class."""
+    for name in names:
+        if name in namespace:
+            return f"{name} is bound to {type(namespace[name]).__name__}, not a torch.nn.Module class"
+    return ""
+
+
+def _user_names(namespace):
+    """List the notebook's own global names, for suggesting a rename."""
+    names = []
+    for name, value in namespace.items():
+        if name.startswith("_") or name in _KERNEL_NAMES or type(value).__name__ == "module":
+            continue
+        names.append(name)
+    return sorted(names)[:1000]
+
+
+def _short_error(error):
+    lines = traceback.format_exception_only(type(error), error)
+    return "".join(lines).strip()[-2000:]
+
+
+def _export_model(cls, config, report):
+    import torch
+
+    try:
+        model = cls()
+    except Exception as error:
+        report["model_error"] = "constructing the model failed: " + _short_error(error)
+        return
+    model.eval()
+    example = torch.zeros(2, 1, 28, 28)
+    try:
+        with torch.no_grad():
+            output = model(example)
+        report["forward_shape"] = list(getattr(output, "shape", []))
+    except Exception as error:
+        report["model_error"] = "forward on a (2, 1, 28, 28) batch failed: " + _short_error(error)
+        return
+    try:
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+        report["fixed_batch"] = 0
+    except Exception:
+        # A forward that hard-codes the batch size only exports at that size.
+        size = int(config["batch_size"])
+        try:
+            example = torch.zeros(size, 1, 28, 28)
+            program = torch.export.export(model, (example,))
+            report["fixed_batch"] = size
+        except Exception as error:
+            report["model_error"] = "exporting the model failed: " + _short_error(error)
+            return
+    torch.export.save(program, config["archive"])
+    report["archive"] = config["archive"]
+
+
+def extract(config):
+    """Write the graded names and the exported model to the files named in ``config``.
+
+    ``config`` holds ``names`` (graded name to accepted names, in order),
+    ``class_names`` (accepted names of the model class), ``archive`` and ``output``
+    (file paths in the working folder) and ``batch_size``.
+    """
+    from IPython import get_ipython
+
+    namespace = get_ipython().user_ns
+    report = {"values": {}, "globals": []}
+    for graded, names in config["names"].items():
+        found = _read_value(namespace, names)
+        if found is not None:
+            report["values"][graded] = found
+    report["globals"] = _user_names(namespace)
+    name, cls = _find_class(namespace, config["class_names"])
+    if cls is None:
+        report["class_problem"] = _describe_name(namespace, config["class_names"])
+    else:
+        report["class_name"] = name
+        _export_model(cls, config, report)
+    with open(config["output"], "w", encoding="utf-8") as stream:
+        json.dump(report, stream)
