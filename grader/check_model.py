@@ -36,7 +36,8 @@ def _score(result: ItemResult, checks: list[tuple[bool, str]]) -> ItemResult:
         result.message = "Correct: " + "; ".join(text for _, text in checks) + "."
     else:
         result.outcome = "partial" if result.points > 0 else "wrong"
-        result.message = "; ".join(failures).capitalize() + "."
+        text = "; ".join(failures)
+        result.message = text[0].upper() + text[1:] + "."
     return result
 
 
@@ -80,9 +81,10 @@ def grade_conv(rubric: Rubric, layers: list[Layer], expected: list[Layer]) -> It
          f"channels {got['in_channels']} to {got['out_channels']}"
          + ("" if (got["in_channels"], got["out_channels"]) == (need["in_channels"], need["out_channels"])
             else f", expected {need['in_channels']} to {need['out_channels']}")),
-        (conv["shape"] == want["shape"],
-         f"output maps {_size(conv['shape'])}" + ("" if conv["shape"] == want["shape"]
-                                                  else f", expected {_size(want['shape'])}")),
+        # Spatial size only: the channel count has its own check above.
+        (conv["shape"][1:] == want["shape"][1:],
+         f"output maps {_size(conv['shape'][1:])}" + ("" if conv["shape"][1:] == want["shape"][1:]
+                                                      else f", expected {_size(want['shape'][1:])}")),
         (_next_kind(layers, position) == "relu",
          "ReLU after it" if _next_kind(layers, position) == "relu" else "no ReLU right after it"),
     ]
@@ -91,7 +93,7 @@ def grade_conv(rubric: Rubric, layers: list[Layer], expected: list[Layer]) -> It
         checks.append((False, f"{count} convolutions, expected one"))
     result = _score(result, checks)
     padding = got.get("padding")
-    if conv["shape"] != want["shape"] and padding not in ([0, 0], None):
+    if conv["shape"][1:] != want["shape"][1:] and padding not in ([0, 0], None):
         result.hint = (
             f"Maps of {_size(conv['shape'][1:])} after a {_size(got['kernel'])} convolution "
             f"mean padding={padding if isinstance(padding, str) else padding[0]}; "
