@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from pathlib import Path
 
 import nbformat
@@ -62,13 +63,45 @@ def read_notebook(path: Path) -> tuple[nbformat.NotebookNode, list[str]]:
         notebook = nbformat.reads(json.dumps(data), as_version=4)
     except Exception as error:  # nbformat raises many types for malformed documents
         raise NotebookProblem(f"the notebook structure is invalid: {error}") from error
+    fixed = _repair_cells(notebook)
     changes, repaired = normalize(notebook, version=4, strip_invalid_metadata=True)
-    if changes:
-        notes.append(f"{changes} invalid or missing notebook fields were repaired.")
+    if fixed or changes:
+        notes.append(f"{fixed + changes} invalid or missing notebook fields were repaired.")
     notebook = nbformat.from_dict(repaired)
     if not any(cell.get("cell_type") == "code" for cell in notebook.cells):
         raise NotebookProblem("the notebook has no code cells")
     return notebook, notes
+
+
+def _repair_cells(notebook: nbformat.NotebookNode) -> int:
+    """Add missing cell fields and replace missing, null or duplicate cell ids; return
+    how many fields changed. Only the grader's copy changes, never the submission."""
+    fixed = 0
+    seen: set[str] = set()
+    for cell in notebook.cells:
+        if not isinstance(cell.get("metadata"), dict):
+            cell["metadata"] = {}
+            fixed += 1
+        if cell.get("cell_type") == "code":
+            if not isinstance(cell.get("outputs"), list):
+                cell["outputs"] = []
+                fixed += 1
+            if "execution_count" not in cell:
+                cell["execution_count"] = None
+                fixed += 1
+        if not isinstance(cell.get("source"), str):
+            source = cell.get("source")
+            cell["source"] = "".join(source) if isinstance(source, list) else ""
+            fixed += 1
+        cell_id = cell.get("id")
+        if not isinstance(cell_id, str) or not cell_id or cell_id in seen:
+            cell["id"] = uuid.uuid4().hex[:8]
+            fixed += 1
+        seen.add(cell["id"])
+    notebook.setdefault("nbformat_minor", 5)
+    if notebook["nbformat_minor"] < 5:
+        notebook["nbformat_minor"] = 5
+    return fixed
 
 
 def cap_outputs(notebook: nbformat.NotebookNode) -> int:

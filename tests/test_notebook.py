@@ -1,0 +1,69 @@
+"""Reading submitted files: what is repaired and what is rejected with which reason."""
+
+import json
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from grader.notebook import NotebookProblem, cap_outputs, read_notebook
+
+
+def write(tmp_path, content, name="s.ipynb"):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def good_notebook() -> str:
+    return nbformat.writes(new_notebook(cells=[new_code_cell("x = 1")]))
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "the file is empty"),
+    ('{"cells": [', "the notebook JSON is invalid at line 1"),
+    ("<!DOCTYPE html><html><body>notebook</body></html>", "the file is an HTML page"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8"),
+    (b"\xff\xfe{}", "not UTF-8"),
+    ('{"nbformat": 2, "cells": []}', "nbformat 2 is not supported"),
+    ('{"cells": []}', "nbformat None is not supported"),
+    ("[1, 2]", "not notebook JSON"),
+    (json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}),
+     "no code cells"),
+])
+def test_rejected_files(tmp_path, content, reason):
+    with pytest.raises(NotebookProblem, match=reason):
+        read_notebook(write(tmp_path, content))
+
+
+def test_byte_order_mark_is_ignored(tmp_path):
+    notebook, notes = read_notebook(write(tmp_path, b"\xef\xbb\xbf" + good_notebook().encode()))
+    assert notebook.cells[0].source == "x = 1"
+    assert any("byte order mark" in note for note in notes)
+
+
+def test_missing_cell_ids_are_repaired(tmp_path):
+    data = json.loads(good_notebook())
+    del data["cells"][0]["id"]
+    del data["cells"][0]["outputs"]
+    notebook, notes = read_notebook(write(tmp_path, json.dumps(data)))
+    assert notebook.cells[0].source == "x = 1"
+    nbformat.validate(notebook)
+
+
+def test_format_three_is_upgraded(tmp_path):
+    v3 = {"nbformat": 3, "nbformat_minor": 0, "metadata": {},
+          "worksheets": [{"cells": [{"cell_type": "code", "input": "x = 1", "language": "python",
+                                     "outputs": [], "metadata": {}}]}]}
+    notebook, notes = read_notebook(write(tmp_path, json.dumps(v3)))
+    assert notebook.nbformat == 4
+    assert notebook.cells[0].source == "x = 1"
+    assert any("format 3" in note for note in notes)
+
+
+def test_cap_outputs_shortens_long_streams():
+    notebook = new_notebook(cells=[new_code_cell("print")])
+    notebook.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="x" * 50_000)]
+    assert cap_outputs(notebook) == 1
+    assert len(notebook.cells[0].outputs[0].text) < 21_000
+    assert notebook.cells[0].outputs[0].text.endswith("[output cut by the grader]\n")
