@@ -194,7 +194,13 @@ async def _run_cells(
 async def _execute(notebook: nbformat.NotebookNode, workdir: Path, config: ExecutionConfig) -> Execution:
     run = Execution(notebook=notebook)
     recorder = _CellRecorder()
-    manager = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=_GraderKernelSpecs())
+    # IPC sockets in the working folder: the kernel opens no network port.
+    manager = AsyncKernelManager(
+        kernel_name="python3",
+        kernel_spec_manager=_GraderKernelSpecs(),
+        transport="ipc",
+        ip=str(workdir / ".kernel"),
+    )
     client = NotebookClient(
         notebook,
         km=manager,
