@@ -32,24 +32,24 @@ SOLUTION_PATH = REPOSITORY_ROOT / "solutions" / "exercise5_solution.ipynb"
 SUBMISSIONS_DIR = REPOSITORY_ROOT / "submissions"
 
 # Sample submissions: file name (a student id) and the scenario that it tests.
-# The letter is the scenario's label in the grader's test plan.
+# The leading letter is a short label for the scenario.
 SCENARIOS = {
-    "ox47ukev.ipynb": "a: all correct; layers as module attributes, F.relu and x.view in forward",
-    "ri12poqa.ipynb": "b: all correct; functional forward with F.relu, F.max_pool2d, torch.flatten",
-    "ud85yhel.ipynb": "c: all correct; whole ConvNet in nn.Sequential ending in nn.Softmax(dim=1), trained with NLLLoss on log",
-    "ak03ziwu.ipynb": "d: all correct; 5.1 answers as NumPy arrays, ConvNet ends in F.log_softmax",
-    "ej61nomy.ipynb": "e: all correct; 5.1 answers as torch tensors from autograd (requires_grad) and column vectors",
+    "ox47ukev.ipynb": "a: all correct. Layers as module attributes, F.relu and x.view in forward",
+    "ri12poqa.ipynb": "b: all correct. Functional forward with F.relu, F.max_pool2d, torch.flatten",
+    "ud85yhel.ipynb": "c: all correct. Whole ConvNet in nn.Sequential ending in nn.Softmax(dim=1), trained with NLLLoss on log, leaves a top-level tensor named loss",
+    "ak03ziwu.ipynb": "d: all correct. 5.1 answers as NumPy arrays, ConvNet ends in F.log_softmax",
+    "ej61nomy.ipynb": "e: all correct. 5.1 answers as torch tensors from autograd (requires_grad) and column vectors",
     "is29febo.ipynb": "f: 5.1 without ReLU: v = [4, -3, 11], y = 9, C = 36, dC_dw11 = -12, dC_dW2 = [48, -36, 132], W2_updated = [-3.4, 4.8, -4.6]",
     "uv70dica.ipynb": "g: 5.1 without the factor 2 in dC/dy: dC_dw11 = -15, dC_dW2 = [60, 0, 165], W2_updated = [-4, 3, -6.25]",
     "yk58rusa.ipynb": "h: 5.1 update with the wrong sign: W2_updated = [5, 3, 18.5]",
     "eb34tuwo.ipynb": "i: convolution with padding=2, fc1 3920 -> 100, table consistent with that model",
     "ha92xeli.ipynb": "j: convolution with 6 output channels, fc1 864 -> 100, table consistent with that model",
     "ow16mapi.ipynb": "k: no pooling layer, fc1 11520 -> 100, table without a pool row and consistent with that model",
-    "iq88sone.ipynb": "l: class named CNN instead of ConvNet, used consistently; all else correct",
-    "um45guvy.ipynb": "m: a 5.2 cell raises NameError (y_pred undefined); all else correct",
-    "zo07qima.ipynb": "n: an extra-experiment cell after the CNN training never ends (loop counter never increases); all else correct",
-    "ap53leru.ipynb": "o: 5.1 answers as fractions.Fraction and floats, accuracies as percentages; all correct",
-    "ny21hoke.ipynb": "p: table with fc1 = 288000 (bias forgotten) and total_params = 289530; all else correct",
+    "iq88sone.ipynb": "l: class named CNN instead of ConvNet, used consistently. All else correct",
+    "um45guvy.ipynb": "m: a 5.2 cell raises NameError (y_pred undefined). All else correct",
+    "zo07qima.ipynb": "n: an extra-experiment cell after the CNN training never ends (loop counter never increases). All else correct",
+    "ap53leru.ipynb": "o: 5.1 answers as fractions.Fraction and floats, accuracies as percentages. All correct",
+    "ny21hoke.ipynb": "p: table with fc1 = 288000 (bias forgotten) and total_params = 289530. All else correct",
 }
 
 NOTEBOOK_METADATA = {
@@ -175,11 +175,11 @@ TUTORIAL_INTRO = r"""
 
 The tutorial has three parts:
 
-i. basic operations in PyTorch and some building blocks of neural networks:
-   activation functions and optimisers;
-ii. the network of task 5.1 in PyTorch, to check your answers and to make your own
-    practice problems with other weights or activation functions;
-iii. a feed-forward network that classifies handwritten digits of the MNIST data set.
+- i. Basic operations in PyTorch and some building blocks of neural networks:
+  activation functions and optimisers.
+- ii. The network of task 5.1 in PyTorch, to check your answers and to make your own
+  practice problems with other weights or activation functions.
+- iii. A feed-forward network that classifies handwritten digits of the MNIST data set.
 
 ### 5.2 i. Tensors
 
@@ -594,9 +594,13 @@ def build_notebook(completion: Completion | None = None) -> nbformat.NotebookNod
     """Build the assignment notebook, completed by ``completion`` if one is given."""
     completion = completion or Completion()
     known_ids = {cell_id for cell_id, _, _ in ASSIGNMENT_CELLS}
-    unknown_ids = (set(completion.replace) | set(completion.insert_after)) - known_ids
+    code_ids = {cell_id for cell_id, kind, _ in ASSIGNMENT_CELLS if kind == "code"}
+    unknown_ids = set(completion.insert_after) - known_ids
     if unknown_ids:
-        raise ValueError(f"completion refers to cell ids not in the assignment: {sorted(unknown_ids)}")
+        raise ValueError(f"insert_after names cell ids not in the assignment: {sorted(unknown_ids)}")
+    not_code_ids = set(completion.replace) - code_ids
+    if not_code_ids:
+        raise ValueError(f"replace names ids that are not code cells of the assignment: {sorted(not_code_ids)}")
 
     notebook = new_notebook(metadata=NOTEBOOK_METADATA)
     for cell_id, kind, source in ASSIGNMENT_CELLS:
@@ -680,7 +684,7 @@ SOLUTION = Completion(
 # Sample submissions
 # ---------------------------------------------------------------------------
 #
-# Each submission differs from the solution only where its scenario says so. The
+# Each submission differs from the solution only where its scenario describes. The
 # wrong values are the ones that the named mistake produces, and each layer table
 # is correct for the student's own model unless the scenario says otherwise.
 
@@ -1288,7 +1292,8 @@ SUBMISSION_M = Completion(
 )
 
 # n: an extra experiment after the CNN training whose loop never ends, because the
-# loop counter is never increased. It sleeps, so the hung kernel uses no CPU.
+# loop counter is never increased. It sleeps and prints one line per second, so the
+# hung kernel uses almost no CPU.
 SUBMISSION_N = Completion(
     replace={
         "answers-5-1": """
@@ -1445,7 +1450,8 @@ def write_notebook(notebook: nbformat.NotebookNode, path: Path) -> None:
 
 def main() -> None:
     if set(SUBMISSIONS) != set(SCENARIOS):
-        raise ValueError("SUBMISSIONS and SCENARIOS must list the same file names")
+        mismatched = sorted(set(SUBMISSIONS) ^ set(SCENARIOS))
+        raise ValueError(f"SUBMISSIONS and SCENARIOS must list the same file names, these are in only one: {mismatched}")
     write_notebook(build_notebook(), ASSIGNMENT_PATH)
     write_notebook(build_notebook(SOLUTION), SOLUTION_PATH)
     for file_name, completion in SUBMISSIONS.items():
