@@ -10,29 +10,43 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
-from .batch import BatchError, grade_batch
+from .batch import BatchError, BatchSettings, default_workers, grade_batch
 from .mnist import BUILTIN_DIR, DataError, load_arrays
 from .results import SubmissionResult
 from .rubric import DEFAULT_RUBRIC, RubricError, load_rubric
 
 
 class Printer:
-    """Write the user-facing lines of the CLI."""
+    """Write the user-facing lines of the CLI: a progress bar with ETA on a terminal,
+    plain lines otherwise."""
 
     def __init__(self, stream: TextIO = sys.stdout) -> None:
         self.stream = stream
+        self._bar: Any = None
 
     def line(self, text: str = "") -> None:
-        print(text, file=self.stream, flush=True)
+        if self._bar is not None:
+            self._bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
 
     def progress(self, done: int, total: int, result: SubmissionResult) -> None:
-        seconds = sum(result.timings.get(k, 0.0) for k in ("prepare", "execute", "check", "grade"))
+        seconds = sum(result.timings.values())
         self.line(
             f"[{done}/{total}] {result.student}: {result.status}, "
             f"{result.total:g}/{result.max_total:g} points ({seconds:.1f} s)"
         )
+        if self.stream.isatty():
+            if self._bar is None:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=total, unit="notebook", file=self.stream, leave=False)
+            self._bar.update(1)
+            if done == total:
+                self._bar.close()
+                self._bar = None
 
     def summary(self, results: list[SubmissionResult], out_dir: Path) -> None:
         self.line()
@@ -63,7 +77,23 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--data", type=Path, default=BUILTIN_DIR,
                        help="MNIST folder with the four IDX files, in torchvision's layout or flat "
                             "(default: the built-in 8,000/2,000 sample)")
+    grade.add_argument("--workers", type=_positive, default=default_workers(),
+                       help="notebooks graded at the same time (default: the number of CPU cores, "
+                            f"here {default_workers()})")
+    grade.add_argument("--regrade", action="store_true",
+                       help="grade every notebook again, even when an earlier result in OUT has "
+                            "the same notebook file and rubric")
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,7 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rubric = load_rubric(arguments.rubric)
         load_arrays(arguments.data)  # fail before the batch when the data is unusable
-        results = grade_batch(arguments.submissions, arguments.out, rubric, arguments.data,
+        settings = BatchSettings(data_dir=arguments.data, workers=arguments.workers,
+                                 regrade=arguments.regrade)
+        printer.line(f"Grading {arguments.submissions} with {arguments.workers} workers")
+        results = grade_batch(arguments.submissions, arguments.out, rubric, settings,
                               on_result=printer.progress)
     except (RubricError, DataError, BatchError) as error:
         printer.error(str(error))

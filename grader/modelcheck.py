@@ -2,24 +2,25 @@
 and the grader's own training run for task 5.3 ii.
 
 The archive was written by the student's kernel, but loading it runs no student
-Python code: ``torch.export`` archives hold an ATen graph and tensors. Run as
-``python -m grader.modelcheck`` with a JSON request on standard input; the JSON
-report goes to standard output.
+Python code: ``torch.export`` archives hold an ATen graph and tensors. The grader keeps one
+``python -m grader.modelcheck --serve`` process per worker and sends it JSON-line
+requests: ``inspect`` lists the layers, ``train`` runs the grader's training recipe.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+import selectors
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-# Seconds between the check's own deadline and the parent's kill.
-_KILL_MARGIN = 15
 _CURVE_EVERY = 10  # training steps per point of the loss and accuracy curve
 
 
@@ -50,16 +51,76 @@ def _param_bounds(program: Any) -> dict[str, float]:
     return bounds
 
 
-def _reinitialise(module: Any, bounds: dict[str, float], seed: int) -> None:
+def _parameter_order(program: Any) -> list[str]:
+    """List parameter names in the order the forward pass first uses them.
+
+    Initialising in this order, not in attribute order, gives two models with the same
+    operations the same starting weights, whatever their layers are called.
+    """
+    to_fqn = program.graph_signature.inputs_to_parameters
+    return [to_fqn[node.name] for node in program.graph.nodes
+            if node.op == "placeholder" and node.name in to_fqn]
+
+
+def _reinitialise(module: Any, program: Any, bounds: dict[str, float], seed: int) -> None:
     """Give conv and fc parameters fresh seeded values, so training starts from the
     same kind of state for every student, whatever the notebook trained before."""
     import torch
 
     generator = torch.Generator().manual_seed(seed)
+    parameters = dict(module.named_parameters())
     with torch.no_grad():
-        for name, parameter in module.named_parameters():
-            if name in bounds:
-                parameter.uniform_(-bounds[name], bounds[name], generator=generator)
+        for name in _parameter_order(program):
+            if name in bounds and name in parameters:
+                parameters[name].uniform_(-bounds[name], bounds[name], generator=generator)
+
+
+def _canonical(value: Any, index: dict[str, int]) -> Any:
+    import torch
+
+    if isinstance(value, torch.fx.Node):
+        return ("node", index[value.name])
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item, index) for item in value]
+    if isinstance(value, dict):
+        return {key: _canonical(item, index) for key, item in sorted(value.items())}
+    return repr(value)
+
+
+def structure_key(program: Any) -> str:
+    """Hash what the grader's training result depends on: the operations, the
+    parameter shapes, and the values of every tensor that training does not reset.
+
+    Two notebooks with the same key train to the same accuracy, so the result can
+    be reused; names of layers and attributes do not enter the key.
+    """
+    import hashlib
+
+    signature = program.graph_signature
+    state = program.state_dict
+    constants = getattr(program, "constants", {}) or {}
+    reset = set(_param_bounds(program))
+    index: dict[str, int] = {}
+    digest = hashlib.sha256()
+    for position, node in enumerate(program.graph.nodes):
+        index[node.name] = position
+        if node.op == "placeholder":
+            fqn = (signature.inputs_to_parameters.get(node.name)
+                   or signature.inputs_to_buffers.get(node.name)
+                   or signature.inputs_to_lifted_tensor_constants.get(node.name))
+            tensor = state.get(fqn) if fqn in state else constants.get(fqn)
+            if tensor is None:
+                description: Any = ["input"]
+            else:
+                description = ["tensor", list(tensor.shape), str(tensor.dtype)]
+                if fqn not in reset:
+                    data = tensor.detach().contiguous().cpu().numpy().tobytes()
+                    description.append(hashlib.sha256(data).hexdigest())
+        else:
+            description = [node.op, str(node.target), _canonical(node.args, index),
+                           _canonical(node.kwargs, index)]
+        digest.update(repr(description).encode())
+    return digest.hexdigest()
 
 
 def _loss_function(last_kind: str):
@@ -100,6 +161,25 @@ def _evaluate(module, images, labels, fixed: int) -> float:
     return correct / max(1, len(labels))
 
 
+@functools.lru_cache(maxsize=2)
+def _tensors(data_dir: str) -> tuple[Any, Any, Any, Any]:
+    """Load MNIST once per process as float images in [0, 1] and integer labels."""
+    import torch
+
+    from .mnist import load_arrays
+
+    data = load_arrays(Path(data_dir))
+
+    def images(array: Any) -> Any:
+        return torch.from_numpy(array.copy()).float().div_(255).unsqueeze(1)
+
+    def labels(array: Any) -> Any:
+        return torch.from_numpy(array.copy()).long()
+
+    return (images(data.train_images), labels(data.train_labels),
+            images(data.test_images), labels(data.test_labels))
+
+
 def _train(program: Any, layers: list[dict[str, Any]], request: dict[str, Any]) -> dict[str, Any]:
     import torch
 
@@ -107,14 +187,10 @@ def _train(program: Any, layers: list[dict[str, Any]], request: dict[str, Any]) 
 
     recipe = request["training"]
     torch.manual_seed(recipe["seed"])
-    data = load_arrays(Path(request["data_dir"]))
-    train_x = torch.from_numpy(data.train_images.copy()).float().div_(255).unsqueeze(1)
-    train_y = torch.from_numpy(data.train_labels.copy()).long()
-    test_x = torch.from_numpy(data.test_images.copy()).float().div_(255).unsqueeze(1)
-    test_y = torch.from_numpy(data.test_labels.copy()).long()
+    train_x, train_y, test_x, test_y = _tensors(request["data_dir"])
 
     module = program.module()
-    _reinitialise(module, _param_bounds(program), recipe["seed"])
+    _reinitialise(module, program, _param_bounds(program), recipe["seed"])
     kinds = [layer["kind"] for layer in layers if layer["kind"] != "dropout"]
     last_kind = kinds[-1] if kinds else "other"
     loss_fn = _loss_function(last_kind)
@@ -171,57 +247,142 @@ def _train(program: Any, layers: list[dict[str, Any]], request: dict[str, Any]) 
     }
 
 
-def check_archive(request: dict[str, Any]) -> dict[str, Any]:
-    """Load the exported model, list its layers and, if asked, train and test it."""
+def inspect_archive(program: Any) -> dict[str, Any]:
+    """List the exported model's layers, output shape, parameter total and structure key."""
     import torch
 
     from .layers import layers_from_program, output_shape
 
-    torch.set_num_threads(int(request["training"]["threads"]))
-    program = torch.export.load(request["archive"])
     layers = [layer.to_dict() for layer in layers_from_program(program)]
-    report: dict[str, Any] = {
+    return {
         "layers": layers,
         "output_shape": output_shape(program),
         "total_params": sum(int(t.numel()) for t in program.state_dict.values()
                             if isinstance(t, torch.nn.Parameter) or t.requires_grad),
+        "key": structure_key(program),
     }
-    if request.get("train", True):
+
+
+class _Service:
+    """Answer inspect and train requests, keeping the last loaded archive."""
+
+    def __init__(self) -> None:
+        self._loaded: tuple[str, Any] | None = None
+
+    def _program(self, archive: str) -> Any:
+        import torch
+
+        if self._loaded is None or self._loaded[0] != archive:
+            self._loaded = (archive, torch.export.load(archive))
+        return self._loaded[1]
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        torch.set_num_threads(int(request["threads"]))
+        program = self._program(request["archive"])
+        if request["op"] == "inspect":
+            return inspect_archive(program)
+        layers = request["layers"]
         try:
-            report["training"] = _train(program, layers, request)
+            return {"training": _train(program, layers, request)}
         except RuntimeError as error:
-            report["training"] = {"error": f"training failed: {str(error)[:500]}"}
-    return report
+            return {"training": {"error": f"training failed: {str(error)[:500]}"}}
 
 
-def run_model_check(request: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run ``check_archive`` in a child process with a time limit and return its report."""
-    threads = str(request["training"]["threads"])
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    try:
-        completed = subprocess.run(
-            [sys.executable, "-m", "grader.modelcheck"],
-            input=json.dumps(request),
-            capture_output=True,
-            text=True,
-            timeout=timeout + _KILL_MARGIN,
-            env=env,
+class ModelChecker:
+    """A long-lived ``python -m grader.modelcheck`` child process with a time limit per request.
+
+    Keeping one process per grading worker pays the torch import once. A request
+    that runs past its limit kills the process; the next request starts a new one.
+    """
+
+    def __init__(self, command_prefix: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
+        self._prefix = list(command_prefix)
+        self._env = env
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stderr: Any = None
+        self._buffer = b""
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        self._stderr = tempfile.TemporaryFile()
+        self._buffer = b""
+        self._process = subprocess.Popen(
+            [*self._prefix, sys.executable, "-m", "grader.modelcheck", "--serve"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+            env=self._env, start_new_session=True,
         )
-    except subprocess.TimeoutExpired as error:
-        raise ModelCheckError(f"the model check ran longer than {timeout:.0f} s") from error
-    if completed.returncode != 0:
-        last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ModelCheckError(f"the model check failed: {last_line[:500]}")
-    return json.loads(completed.stdout)
+        return self._process
+
+    def _stderr_tail(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
+        return lines[-1][:500] if lines else ""
+
+    def _read_line(self, process: subprocess.Popen[bytes], deadline: float) -> bytes:
+        assert process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            while b"\n" not in self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    raise TimeoutError
+                chunk = os.read(process.stdout.fileno(), 1 << 16)
+                if not chunk:
+                    raise EOFError
+                self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
+
+    def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send one request and return the reply; raise ModelCheckError on failure or timeout."""
+        process = self._process if self._process and self._process.poll() is None else self._start()
+        assert process.stdin is not None
+        try:
+            process.stdin.write(json.dumps(message).encode() + b"\n")
+            process.stdin.flush()
+            reply = json.loads(self._read_line(process, time.monotonic() + timeout))
+        except TimeoutError:
+            self.close()
+            raise ModelCheckError(f"the model check ran longer than {timeout:.0f} s") from None
+        except (EOFError, BrokenPipeError, json.JSONDecodeError):
+            detail = self._stderr_tail()
+            self.close()
+            raise ModelCheckError(f"the model check failed: {detail or 'the process exited'}") from None
+        if "failure" in reply:
+            raise ModelCheckError(f"the model check failed: {reply['failure']}")
+        return reply
+
+    def close(self) -> None:
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.kill()
+            self._process.wait()
+            self._process = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
 
 
-def main() -> None:
+def serve() -> None:
+    """Answer JSON-line requests from standard input until it closes."""
     import warnings
 
     warnings.filterwarnings("ignore")
-    request = json.load(sys.stdin)
-    json.dump(check_archive(request), sys.stdout)
+    # Replies use the original standard output; anything else printed goes to stderr.
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout = sys.stderr
+    service = _Service()
+    for line in sys.stdin:
+        try:
+            reply = service.handle(json.loads(line))
+        except Exception as error:  # one bad archive must not end the service
+            reply = {"failure": f"{type(error).__name__}: {str(error)[:500]}"}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
 
 
 if __name__ == "__main__":
-    main()
+    serve()

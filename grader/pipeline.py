@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import shutil
 import tempfile
@@ -32,7 +33,7 @@ from .check_model import (
 )
 from .execute import ExecutionConfig, execute_notebook
 from .mnist import BUILTIN_DIR, write_torchvision_layout
-from .modelcheck import ModelCheckError, run_model_check
+from .modelcheck import ModelChecker, ModelCheckError
 from .notebook import NotebookProblem, cap_outputs, read_notebook
 from .results import CellReport, ItemResult, SubmissionResult
 from .rubric import ANSWER_NAMES, CLASS_NAME, EXTRA_NAMES, Rubric
@@ -49,6 +50,46 @@ class GradeOptions:
     rubric: Rubric
     data_dir: Path = BUILTIN_DIR
     executed_dir: Path | None = None  # where executed notebooks go; None keeps none
+    cache_dir: Path | None = None  # where training results are reused from; None keeps none
+    kernel_threads: int = 1  # torch threads for the student's kernel
+
+
+_checker: ModelChecker | None = None
+
+
+def model_checker() -> ModelChecker:
+    """Return this process's model check service, started on first use."""
+    global _checker
+    if _checker is None:
+        _checker = ModelChecker()
+    return _checker
+
+
+@lru_cache(maxsize=4)
+def data_digest(data_dir: Path) -> str:
+    """Hash the MNIST files, so cached training results follow a change of data."""
+    digest = hashlib.sha256()
+    for path in sorted(data_dir.rglob("*-ubyte*")):
+        digest.update(path.name.encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _train_cached(options: GradeOptions, request: dict[str, Any], key: str) -> dict[str, Any]:
+    """Train through the model check service, reusing an earlier result for the same
+    model structure, rubric and data: training is seeded and deterministic."""
+    rubric = options.rubric
+    cache_key = hashlib.sha256(f"{key}:{rubric.digest}:{data_digest(options.data_dir)}".encode())
+    path = options.cache_dir / f"{cache_key.hexdigest()}.json" if options.cache_dir else None
+    if path is not None and path.is_file():
+        try:
+            return {**json.loads(path.read_text(encoding="utf-8")), "reused": True}
+        except (OSError, json.JSONDecodeError):
+            log.warning("ignoring unreadable training cache file %s", path)
+    training = model_checker().request({**request, "op": "train"}, rubric.limits.check_timeout)["training"]
+    if path is not None and "error" not in training:
+        results.write_json_atomic(path, training)
+    return training
 
 
 @lru_cache(maxsize=4)
@@ -84,12 +125,12 @@ class _Phases:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.monotonic() - started, 3)
 
 
-def _execution_config(rubric: Rubric, raw_dir: Path) -> ExecutionConfig:
+def _execution_config(rubric: Rubric, raw_dir: Path, threads: int) -> ExecutionConfig:
     names = {name: rubric.names_for(name) for name in (*ANSWER_NAMES, *EXTRA_NAMES)}
     return ExecutionConfig(
         cell_timeout=rubric.limits.cell_timeout,
         notebook_timeout=rubric.limits.notebook_timeout,
-        threads=rubric.training.threads,
+        threads=threads,
         raw_dir=raw_dir,
         train_images=rubric.limits.student_train_images,
         names=names,
@@ -148,20 +189,24 @@ def _grade_model(result: SubmissionResult, state: dict[str, Any], archive: Path 
         "archive": str(archive),
         "data_dir": str(options.data_dir),
         "training": rubric.training.__dict__,
+        "threads": rubric.training.threads,
         "fixed_batch": state.get("fixed_batch", 0),
     }
     try:
         with phase("check"):
-            report = run_model_check(request, rubric.limits.check_timeout)
+            report = model_checker().request({**request, "op": "inspect"}, rubric.limits.check_timeout)
     except ModelCheckError as error:
         for item in _zero_items(rubric, MODEL_ITEMS, "error", str(error)):
             result.add_item(item)
         return None
     layers = report["layers"]
+    try:
+        with phase("train"):
+            training = _train_cached(options, {**request, "layers": layers}, report["key"])
+    except ModelCheckError as error:
+        training = {"error": str(error)}
     result.layers = layers
-    training = report.get("training", {})
     result.training = training
-    result.timings["train"] = training.get("seconds", 0.0)
     result.notes.extend(extra_layer_notes(layers, expected))
     for item in (
         grade_conv(rubric, layers, expected),
@@ -211,7 +256,7 @@ def grade_submission(path: Path, student: str, options: GradeOptions) -> Submiss
                               max_total=rubric.max_total, rubric_sha256=rubric.digest)
     phase = _Phases(result.timings)
     try:
-        result.content_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        result.content_sha256 = results.file_sha256(path)
         _grade_file(result, path, student, options, phase)
     except Exception as error:  # a bug in the grader must not lose the batch
         log.exception("grading %s failed inside the grader", path)
@@ -219,10 +264,7 @@ def grade_submission(path: Path, student: str, options: GradeOptions) -> Submiss
         result.reason = f"internal grader error: {type(error).__name__}: {error}"
         result.notes.append("".join(traceback.format_exception_only(type(error), error)).strip())
     if result.status != results.GRADED:
-        result.items = []
-        result.total = 0.0
-        for item in _zero_items(rubric, tuple(i.id for i in rubric.items), "error", result.reason):
-            result.add_item(item)
+        result.zero_items(rubric.items, result.reason)
     return result
 
 
@@ -242,7 +284,7 @@ def _grade_file(result: SubmissionResult, path: Path, student: str, options: Gra
             raw_dir = write_torchvision_layout(options.data_dir, workdir / ".data")
             nbformat.write(notebook, workdir / path.name)
         with phase("execute"):
-            run = execute_notebook(notebook, workdir, _execution_config(rubric, raw_dir))
+            run = execute_notebook(notebook, workdir, _execution_config(rubric, raw_dir, options.kernel_threads))
         result.cells = run.cells
         _save_executed(run.notebook, options, student)
         if run.state is None:

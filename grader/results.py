@@ -5,6 +5,7 @@ interface, documented in the README; change them only with ``SCHEMA_VERSION``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -70,6 +71,23 @@ class SubmissionResult:
     content_sha256: str = ""
     rubric_sha256: str = ""
 
+    def zero_items(self, items: Any, reason: str) -> None:
+        """Replace the item results with zero points for every rubric item."""
+        self.items = []
+        self.total = 0.0
+        for item in items:
+            self.add_item(ItemResult(item.id, item.title, 0.0, item.points, "error", reason))
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> "SubmissionResult":
+        """Rebuild a result from its JSON document, as written by ``to_document``."""
+        if document.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"schema version {document.get('schema_version')!r} is not {SCHEMA_VERSION}")
+        fields = {key: value for key, value in document.items() if key != "schema_version"}
+        fields["items"] = [ItemResult(**item) for item in fields.get("items", [])]
+        fields["cells"] = [CellReport(**cell) for cell in fields.get("cells", [])]
+        return cls(**fields)
+
     def add_item(self, item: ItemResult) -> None:
         self.items.append(item)
         self.total = round(sum(i.points for i in self.items), 4)
@@ -77,6 +95,11 @@ class SubmissionResult:
     def to_document(self) -> dict[str, Any]:
         """Return the JSON result document, with the schema version first."""
         return {"schema_version": SCHEMA_VERSION, **asdict(self)}
+
+
+def file_sha256(path: Path) -> str:
+    """Return the SHA-256 hex digest of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
