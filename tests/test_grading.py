@@ -52,7 +52,7 @@ def graded(tmp_path_factory, rubric):
     before = {path.name: path.read_bytes() for path in folder.iterdir()}
     out = tmp_path_factory.mktemp("out")
     completed = subprocess.run(
-        [sys.executable, "-m", "grader", "grade", str(folder), "--out", str(out)],
+        [sys.executable, "-m", "grader", "grade", str(folder), "--out", str(out), "--workers", "2"],
         capture_output=True, text=True, timeout=1800,
     )
     after = {path.name: path.read_bytes() for path in folder.iterdir()}

@@ -1,0 +1,90 @@
+"""Batch behaviour with real kernels: parallel equals sequential, reruns reuse
+unchanged results, and a killed batch resumes without losing or duplicating rows."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import SUBMISSIONS
+from grader.batch import BatchSettings, grade_batch
+from grader.mnist import BUILTIN_DIR
+
+pytestmark = pytest.mark.slow
+
+SAMPLES = ["eb34tuwo", "is29febo", "ox47ukev"]  # padding=2, forgot the ReLU, correct
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in SAMPLES:
+        shutil.copy(SUBMISSIONS / f"{name}.ipynb", folder)
+    return folder
+
+
+def comparable(result):
+    document = result.to_document()
+    document.pop("timings")
+    document["training"].pop("seconds", None)
+    document["training"].pop("reused", None)
+    return document
+
+
+def test_parallel_equals_sequential(folder, tmp_path, rubric):
+    sequential = grade_batch(folder, tmp_path / "one", rubric, BatchSettings(BUILTIN_DIR, workers=1))
+    parallel = grade_batch(folder, tmp_path / "two", rubric, BatchSettings(BUILTIN_DIR, workers=2))
+    assert [r.student for r in sequential] == SAMPLES
+    assert [comparable(r) for r in parallel] == [comparable(r) for r in sequential]
+
+
+def test_rerun_reuses_unchanged_results(folder, tmp_path, rubric):
+    out = tmp_path / "out"
+    first = grade_batch(folder, out, rubric, BatchSettings(BUILTIN_DIR, workers=2))
+    # Change one submission: only that one is graded again.
+    changed = folder / "is29febo.ipynb"
+    changed.write_text(changed.read_text().replace('"v = ', '"v  = ', 1))
+    seen = []
+    second = grade_batch(folder, out, rubric, BatchSettings(BUILTIN_DIR, workers=2),
+                         on_result=lambda done, total, result: seen.append(result.student))
+    assert sorted(seen) == SAMPLES
+    by_student = {r.student: r for r in second}
+    for result in first:
+        if result.student != "is29febo":
+            assert by_student[result.student].timings == result.timings  # reused, not re-run
+    before = {r.student: r for r in first}["is29febo"]
+    assert by_student["is29febo"].timings != before.timings
+    assert by_student["is29febo"].total == before.total
+
+
+def test_killed_batch_resumes(folder, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "grader", "grade", str(folder), "--out", str(out),
+               "--workers", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list((out / "results").glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    first = sorted(path.stem for path in (out / "results").glob("*.json"))
+    assert 1 <= len(first) < len(SAMPLES)
+    stored = {name: (out / "results" / f"{name}.json").read_text() for name in first}
+
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    book = pd.read_csv(out / "gradebook.csv")
+    assert sorted(book["student"]) == SAMPLES
+    for name in first:
+        assert (out / "results" / f"{name}.json").read_text() == stored[name]
+    assert not list(out.rglob("*.tmp"))
+    for name in SAMPLES:
+        assert json.loads((out / "results" / f"{name}.json").read_text())["status"] == "graded"
