@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ PROBE_SOURCE = (Path(__file__).parent / "probe.py").read_text(encoding="utf-8")
 STARTUP_TIMEOUT = 60
 INTERRUPT_GRACE = 10
 PROBE_TIMEOUT = 120
+# Kernels started for one notebook after the first died or hung.
+MAX_RESTARTS = 2
 
 
 class _GraderKernelSpecs(KernelSpecManager):
@@ -76,6 +79,7 @@ class Execution:
     state: dict[str, Any] | None = None  # the probe's JSON report
     archive: Path | None = None  # the exported model, when there is one
     failure: str = ""  # why the kernel could not run the notebook to its end
+    restarts: int = 0  # kernels started after the first one died or hung
     seconds: float = 0.0
 
 
@@ -145,55 +149,114 @@ async def _wait_until_idle(client: NotebookClient, timeout: float) -> bool:
         return False
 
 
+def _death_cause(manager: AsyncKernelManager) -> str:
+    """Describe why the kernel process ended, from its exit status."""
+    process = getattr(manager.provisioner, "process", None)
+    code = process.poll() if process is not None else None
+    if code is None:
+        return "the kernel died"
+    if code == -signal.SIGKILL:
+        return "the kernel was killed (SIGKILL), most likely for using too much memory"
+    if code == -signal.SIGSEGV:
+        return "the kernel crashed with a segmentation fault"
+    if code < 0:
+        return f"the kernel was stopped by signal {signal.Signals(-code).name}"
+    return (f"the kernel exited with status {code}; os._exit(), exit() and quit() "
+            "end the kernel, so remove them from the notebook")
+
+
+def _kill_kernel_group(manager: AsyncKernelManager) -> None:
+    """Kill every process left in the kernel's process group, such as DataLoader workers."""
+    pgid = getattr(manager.provisioner, "pgid", None)
+    if pgid:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class _Stop(Exception):
+    """The kernel died or ignored an interrupt at ``index``; it has to be replaced."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
+@dataclass
+class _Progress:
+    """Where a notebook run stands across kernel restarts."""
+
+    started: float
+    next_index: int = 0
+    succeeded: list[int] = field(default_factory=list)
+    restarts: int = 0
+
+    def remaining(self, budget: float) -> float:
+        return budget - (time.monotonic() - self.started)
+
+
+def _set_cell_limit(client: NotebookClient, seconds: float) -> None:
+    client.timeout = max(1, int(seconds))
+    client.error_on_timeout = {
+        "ename": "CellTimeoutError",
+        "evalue": f"the cell ran longer than {client.timeout} s and was interrupted",
+    }
+
+
 async def _run_cells(
-    client: NotebookClient, recorder: _CellRecorder, config: ExecutionConfig, run: Execution
-) -> bool:
-    """Run every code cell; return False when the kernel died or stopped answering."""
-    started = time.monotonic()
+    client: NotebookClient, manager: AsyncKernelManager, recorder: _CellRecorder,
+    config: ExecutionConfig, run: Execution, progress: _Progress,
+) -> None:
+    """Run the code cells from ``progress.next_index`` on; raise _Stop when the kernel
+    died or ignored the interrupt after a timeout."""
     cells = run.notebook.cells
-    for index, cell in enumerate(cells):
+    for index in range(progress.next_index, len(cells)):
+        cell = cells[index]
+        progress.next_index = index + 1
         if cell.cell_type != "code" or not cell.source.strip():
             continue
-        remaining = config.notebook_timeout - (time.monotonic() - started)
-        if remaining <= 0:
-            run.cells.append(CellReport(index + 1, "skipped", "", "notebook time budget used up"))
+        remaining = progress.remaining(config.notebook_timeout)
+        if remaining < 1:
+            run.cells.append(CellReport(index + 1, "skipped", "BudgetExceeded",
+                                        f"the notebook's {config.notebook_timeout:g} s budget was used up"))
             continue
-        limit = max(1.0, min(config.cell_timeout, remaining))
-        client.timeout = int(limit) if limit >= 1 else 1
-        client.error_on_timeout = {
-            "ename": "CellTimeoutError",
-            "evalue": f"cell ran longer than {client.timeout} s and was interrupted",
-        }
+        _set_cell_limit(client, min(config.cell_timeout, remaining))
         cell_started = time.monotonic()
         try:
             await client.async_execute_cell(cell, index)
         except DeadKernelError:
-            run.cells.append(
-                CellReport(index + 1, "dead-kernel", "DeadKernelError", "the kernel died",
-                           round(time.monotonic() - cell_started, 3))
-            )
-            run.failure = f"the kernel died while running cell {index + 1}"
-            return False
+            run.cells.append(CellReport(index + 1, "dead-kernel", "DeadKernelError",
+                                        _death_cause(manager), round(time.monotonic() - cell_started, 3)))
+            raise _Stop(index) from None
         seconds = round(time.monotonic() - cell_started, 3)
         reply = recorder.replies.get(index, {})
         if reply.get("status") == "ok":
+            progress.succeeded.append(index)
             continue
         name = str(reply.get("ename", "Error"))
         outcome = "timeout" if name == "CellTimeoutError" else "error"
-        run.cells.append(
-            CellReport(index + 1, outcome, name, str(reply.get("evalue", ""))[:500], seconds)
-        )
+        value = str(reply.get("evalue", ""))[:500]
         if outcome == "timeout" and not await _wait_until_idle(client, INTERRUPT_GRACE):
-            # TODO: restart the kernel and replay the cells that succeeded, so the
-            # answers defined before a cell that ignores interrupts are still graded.
-            run.failure = f"cell {index + 1} ignored the interrupt after its timeout"
-            return False
-    return True
+            value += "; it ignored the interrupt, so the kernel was stopped"
+            run.cells.append(CellReport(index + 1, outcome, name, value, seconds))
+            raise _Stop(index)
+        run.cells.append(CellReport(index + 1, outcome, name, value, seconds))
 
 
-async def _execute(notebook: nbformat.NotebookNode, workdir: Path, config: ExecutionConfig) -> Execution:
-    run = Execution(notebook=notebook)
-    recorder = _CellRecorder()
+async def _replay(client: NotebookClient, run: Execution, progress: _Progress,
+                  config: ExecutionConfig) -> None:
+    """Re-run, without recording outputs, the cells that succeeded before a restart."""
+    for index in progress.succeeded:
+        remaining = progress.remaining(config.notebook_timeout)
+        if remaining < 1:
+            raise TimeoutError("the notebook's time budget ran out while replaying cells")
+        await _run_hidden(client, run.notebook.cells[index].source,
+                          min(config.cell_timeout, remaining))
+
+
+def _new_client(notebook: nbformat.NotebookNode, workdir: Path, config: ExecutionConfig,
+                recorder: _CellRecorder) -> tuple[AsyncKernelManager, NotebookClient]:
     # IPC sockets in the working folder: the kernel opens no network port.
     manager = AsyncKernelManager(
         kernel_name="python3",
@@ -213,33 +276,71 @@ async def _execute(notebook: nbformat.NotebookNode, workdir: Path, config: Execu
         shutdown_kernel="immediate",
         resources={"metadata": {"path": str(workdir)}},
     )
-    archive = workdir / ".grader-model.pt2"
-    state_file = workdir / ".grader-state.json"
+    return manager, client
+
+
+async def _extract(client: NotebookClient, config: ExecutionConfig, run: Execution,
+                   archive: Path, state_file: Path) -> None:
+    probe = {
+        "names": {name: list(names) for name, names in config.names.items()},
+        "class_names": list(config.class_names),
+        "archive": str(archive),
+        "output": str(state_file),
+        "batch_size": config.batch_size,
+    }
+    reply = await _run_hidden(client, _probe_call("extract", probe), PROBE_TIMEOUT)
+    if reply.get("status") != "ok":
+        run.failure = f"reading the notebook's state failed: {reply.get('evalue', '')}"
+
+
+async def _session(run: Execution, workdir: Path, config: ExecutionConfig, progress: _Progress,
+                   archive: Path, state_file: Path) -> bool:
+    """Run one kernel: set it up, replay earlier cells, run the rest and extract.
+
+    Returns True when the notebook ran to its end, False when the kernel must be replaced.
+    """
+    recorder = _CellRecorder()
+    manager, client = _new_client(run.notebook, workdir, config, recorder)
+    setup = {"raw_dir": str(config.raw_dir), "train_images": config.train_images,
+             "threads": config.threads}
     try:
         async with client.async_setup_kernel(env=_kernel_env(workdir, config.threads), cleanup_kc=True):
-            setup = {
-                "raw_dir": str(config.raw_dir),
-                "train_images": config.train_images,
-                "threads": config.threads,
-            }
             await _run_hidden(client, _probe_call("setup", setup), STARTUP_TIMEOUT)
-            if await _run_cells(client, recorder, config, run):
-                probe = {
-                    "names": {name: list(names) for name, names in config.names.items()},
-                    "class_names": list(config.class_names),
-                    "archive": str(archive),
-                    "output": str(state_file),
-                    "batch_size": config.batch_size,
-                }
-                reply = await _run_hidden(client, _probe_call("extract", probe), PROBE_TIMEOUT)
-                if reply.get("status") != "ok":
-                    run.failure = f"reading the notebook's state failed: {reply.get('evalue', '')}"
-    except (RuntimeError, TimeoutError, asyncio.TimeoutError) as error:
-        log.error("kernel for %s failed: %s", workdir, error)
-        run.failure = run.failure or f"the kernel failed: {error}"
+            await _replay(client, run, progress, config)
+            try:
+                await _run_cells(client, manager, recorder, config, run, progress)
+            except _Stop as stop:
+                run.failure = f"cell {stop.index + 1}: {run.cells[-1].error_value}"
+                return False
+            await _extract(client, config, run, archive, state_file)
+            return True
     finally:
         if await manager.is_alive():
             await manager.shutdown_kernel(now=True)
+        _kill_kernel_group(manager)
+
+
+async def _execute(notebook: nbformat.NotebookNode, workdir: Path, config: ExecutionConfig) -> Execution:
+    run = Execution(notebook=notebook)
+    archive = workdir / ".grader-model.pt2"
+    state_file = workdir / ".grader-state.json"
+    progress = _Progress(started=time.monotonic())
+    while True:
+        try:
+            if await _session(run, workdir, config, progress, archive, state_file):
+                break
+        except (RuntimeError, TimeoutError, asyncio.TimeoutError) as error:
+            log.error("kernel for %s failed: %s", workdir, error)
+            run.failure = run.failure or f"the kernel failed: {error}"
+            break
+        # A new kernel replays the cells that succeeded, so the answers and the class
+        # defined before the failing cell are still graded.
+        progress.restarts += 1
+        if progress.restarts > MAX_RESTARTS:
+            run.failure += f"; gave up after {MAX_RESTARTS} kernel restarts"
+            break
+        log.info("restarting the kernel for %s after cell %d", workdir, progress.next_index)
+    run.restarts = min(progress.restarts, MAX_RESTARTS)
     if state_file.is_file():
         run.state = json.loads(state_file.read_text(encoding="utf-8"))
         if archive.is_file():

@@ -180,8 +180,13 @@ def _grade_model(result: SubmissionResult, state: dict[str, Any], archive: Path 
         return None
     if state["class_name"] != CLASS_NAME:
         result.notes.append(f"The model class was found under the name `{state['class_name']}`.")
+    if state.get("mapped_device"):
+        result.notes.append("The notebook asks for a GPU (.cuda() or .to('cuda')); grading runs "
+                            "on the CPU, so those calls were mapped to the CPU.")
     if archive is None:
         message = state.get("model_error", "the model could not be exported")
+        if "CUDA" in message or "NVIDIA" in message:
+            message += " The model needs CUDA, but grading runs on the CPU: create it on the CPU."
         for item in _zero_items(rubric, MODEL_ITEMS, "error", message[0].upper() + message[1:]):
             result.add_item(item)
         return None
@@ -291,7 +296,12 @@ def _grade_file(result: SubmissionResult, path: Path, student: str, options: Gra
             result.status = results.KERNEL_FAILED
             result.reason = run.failure or "the notebook's state could not be read"
             return
-        if run.failure:
+        if run.restarts:
+            result.notes.append(
+                f"The kernel had to be restarted {run.restarts} time(s) ({run.failure}); the cells "
+                "that had succeeded before were run again, so their answers still count."
+            )
+        elif run.failure:
             result.notes.append(run.failure)
         _grade_state(result, run.state, run.archive, options, phase)
     if any(cell.outcome != "ok" for cell in result.cells):

@@ -27,6 +27,8 @@ def setup(config):
     import torch
 
     torch.set_num_threads(int(config["threads"]))
+    if not torch.cuda.is_available():
+        _map_accelerators_to_cpu(torch)
     try:
         from torchvision.datasets import mnist
     except ImportError:
@@ -55,6 +57,57 @@ def setup(config):
     mnist.MNIST.raw_folder = property(raw_folder)
     mnist.MNIST.processed_folder = property(processed_folder)
     mnist.MNIST._load_data = load_data
+
+
+_ACCELERATORS = ("cuda", "mps", "xpu")
+
+
+def _is_accelerator(device):
+    """Return whether ``device`` (a string or a torch.device) names a GPU-like device."""
+    if isinstance(device, str) or type(device).__name__ == "device":
+        kind = str(getattr(device, "type", device)).split(":")[0]
+        return kind in _ACCELERATORS
+    return False
+
+
+def _map_accelerators_to_cpu(torch):
+    """Make ``.cuda()`` and ``.to("cuda")`` (or "mps") keep tensors and modules on the CPU.
+
+    Grading runs on the CPU; a notebook written for a GPU would otherwise fail in every
+    cell that moves data. Factory calls such as ``torch.zeros(..., device="cuda")`` still
+    fail. Each mapped call sets ``torch._grader_mapped_device`` for the feedback.
+    """
+
+    def mark():
+        torch._grader_mapped_device = True
+
+    def cpu(device):
+        if _is_accelerator(device):
+            mark()
+            return "cpu"
+        return device
+
+    def module_cuda(self, device=None):
+        mark()
+        return self
+
+    def tensor_cuda(self, *args, **kwargs):
+        mark()
+        return self
+
+    def wrap_to(original):
+        def to(self, *args, **kwargs):
+            args = tuple(cpu(arg) for arg in args)
+            if "device" in kwargs:
+                kwargs["device"] = cpu(kwargs["device"])
+            return original(self, *args, **kwargs)
+
+        return to
+
+    torch.nn.Module.cuda = module_cuda
+    torch.Tensor.cuda = tensor_cuda
+    torch.nn.Module.to = wrap_to(torch.nn.Module.to)
+    torch.Tensor.to = wrap_to(torch.Tensor.to)
 
 
 def _plain(value, depth=0):
@@ -184,6 +237,9 @@ def extract(config):
         if found is not None:
             report["values"][graded] = found
     report["globals"] = _user_names(namespace)
+    import torch
+
+    report["mapped_device"] = bool(getattr(torch, "_grader_mapped_device", False))
     name, cls = _find_class(namespace, config["class_names"])
     if cls is None:
         report["class_problem"] = _describe_name(namespace, config["class_names"])
