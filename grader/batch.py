@@ -11,6 +11,7 @@ import json
 import logging
 import multiprocessing
 import os
+import tempfile
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import results
-from .ingest import IngestError, Submission, find_submissions
+from .ingest import IngestError, Submission, collect_submissions
 from .pipeline import GradeOptions, grade_submission
 from .report import write_feedback, write_gradebook, write_result
 from .results import SubmissionResult
@@ -42,6 +43,7 @@ class BatchSettings:
     data_dir: Path
     workers: int = 0  # 0 means one per CPU core
     regrade: bool = False  # grade again even when file and rubric are unchanged
+    roster: Path | None = None  # CSV of enrolled students; those without a submission get a row
 
 
 def default_workers() -> int:
@@ -66,12 +68,25 @@ def _previous_result(out_dir: Path, submission: Submission, rubric: Rubric) -> S
     return previous
 
 
-def _failed_result(submission: Submission, rubric: Rubric, reason: str) -> SubmissionResult:
-    result = SubmissionResult(student=submission.student, source=submission.path.name,
-                              status=results.GRADER_ERROR, reason=reason,
+def _failed_result(submission: Submission, rubric: Rubric, reason: str,
+                   status: str = results.GRADER_ERROR) -> SubmissionResult:
+    source = submission.path.name if submission.path else ""
+    result = SubmissionResult(student=submission.student, source=source, status=status,
+                              reason=reason, name=submission.name,
                               max_total=rubric.max_total, rubric_sha256=rubric.digest)
     result.zero_items(rubric.items, reason)
+    result.notes.extend(submission.warnings)
     return result
+
+
+def _ungradable_result(submission: Submission, rubric: Rubric) -> SubmissionResult | None:
+    """Return the result of a submission that cannot be graded: missing or invalid."""
+    if submission.missing:
+        return _failed_result(submission, rubric, "no submission", results.MISSING)
+    if submission.problem or submission.path is None:
+        reason = submission.problem or "no notebook found"
+        return _failed_result(submission, rubric, reason, results.INVALID_SUBMISSION)
+    return None
 
 
 def _run_parallel(todo: list[Submission], options: GradeOptions, workers: int,
@@ -111,15 +126,21 @@ def grade_batch(
 ) -> list[SubmissionResult]:
     """Grade every submission under ``submissions`` and write the outputs to ``out_dir``."""
     try:
-        found = find_submissions(submissions)
-    except IngestError as error:
-        raise BatchError(str(error)) from error
-    if not found:
-        raise BatchError(f"no .ipynb files found in {submissions}")
-    try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise BatchError(f"cannot create output folder {out_dir}: {error.strerror}") from error
+    with tempfile.TemporaryDirectory(prefix="grader-ingest-") as scratch:
+        try:
+            found = collect_submissions(submissions, Path(scratch), settings.roster)
+        except IngestError as error:
+            raise BatchError(str(error)) from error
+        if not found:
+            raise BatchError(f"no submissions found in {submissions}")
+        return _grade_found(found, out_dir, rubric, settings, on_result)
+
+
+def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, settings: BatchSettings,
+                 on_result: ResultCallback | None) -> list[SubmissionResult]:
 
     workers = min(settings.workers or default_workers(), len(found))
     options = GradeOptions(
@@ -132,7 +153,14 @@ def grade_batch(
     )
     finished: dict[str, SubmissionResult] = {}
 
+    names = {submission.student: submission for submission in found}
+
     def finish(result: SubmissionResult) -> None:
+        submission = names[result.student]
+        result.name = submission.name
+        for warning in submission.warnings:
+            if warning not in result.notes:
+                result.notes.append(warning)
         write_result(result, out_dir)
         write_feedback(result, rubric, out_dir)
         finished[result.student] = result
@@ -142,6 +170,10 @@ def grade_batch(
 
     todo = []
     for submission in found:
+        ungradable = _ungradable_result(submission, rubric)
+        if ungradable is not None:
+            finish(ungradable)
+            continue
         previous = None if settings.regrade else _previous_result(out_dir, submission, rubric)
         if previous is not None:
             log.info("reusing the earlier result of %s: file and rubric unchanged", submission.student)

@@ -70,7 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show diagnostic log lines")
     commands = parser.add_subparsers(dest="command", required=True)
     grade = commands.add_parser("grade", help="grade a folder of notebooks")
-    grade.add_argument("submissions", type=Path, help="folder of .ipynb files, or one notebook")
+    grade.add_argument("submissions", type=Path,
+                       help="a folder of notebooks or of per-student folders, a zip archive of "
+                            "either (as Moodle, Canvas and StudOn/ILIAS export them), or one notebook")
+    grade.add_argument("--roster", type=Path,
+                       help="CSV of enrolled students (id and name columns); students without a "
+                            "submission get a 'missing' row")
     grade.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
     grade.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC,
                        help="rubric TOML file (default: solutions/rubric.toml)")
@@ -108,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rubric = load_rubric(arguments.rubric)
         load_arrays(arguments.data)  # fail before the batch when the data is unusable
         settings = BatchSettings(data_dir=arguments.data, workers=arguments.workers,
-                                 regrade=arguments.regrade)
+                                 regrade=arguments.regrade, roster=arguments.roster)
         printer.line(f"Grading {arguments.submissions} with {arguments.workers} workers")
         results = grade_batch(arguments.submissions, arguments.out, rubric, settings,
                               on_result=printer.progress)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import psutil
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
@@ -165,8 +166,22 @@ def _death_cause(manager: AsyncKernelManager) -> str:
             "end the kernel, so remove them from the notebook")
 
 
-def _kill_kernel_group(manager: AsyncKernelManager) -> None:
-    """Kill every process left in the kernel's process group, such as DataLoader workers."""
+def _kill_kernel_processes(manager: AsyncKernelManager) -> None:
+    """Kill the kernel and every process it started, including ones that left its
+    process group with setsid (DataLoader workers, subprocesses)."""
+    process = getattr(manager.provisioner, "process", None)
+    if process is None:
+        return
+    try:
+        family = [psutil.Process(process.pid)]
+        family += family[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    for member in family:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass
     pgid = getattr(manager.provisioner, "pgid", None)
     if pgid:
         try:
@@ -301,23 +316,34 @@ async def _session(run: Execution, workdir: Path, config: ExecutionConfig, progr
     """
     recorder = _CellRecorder()
     manager, client = _new_client(run.notebook, workdir, config, recorder)
-    setup = {"raw_dir": str(config.raw_dir), "train_images": config.train_images,
-             "threads": config.threads}
     try:
         async with client.async_setup_kernel(env=_kernel_env(workdir, config.threads), cleanup_kc=True):
-            await _run_hidden(client, _probe_call("setup", setup), STARTUP_TIMEOUT)
-            await _replay(client, run, progress, config)
             try:
-                await _run_cells(client, manager, recorder, config, run, progress)
-            except _Stop as stop:
-                run.failure = f"cell {stop.index + 1}: {run.cells[-1].error_value}"
-                return False
-            await _extract(client, config, run, archive, state_file)
-            return True
+                return await _run_session(client, manager, recorder, run, config, progress,
+                                          archive, state_file)
+            finally:
+                # Before nbclient shuts the kernel down: afterwards its children are orphans
+                # that can no longer be found from it.
+                _kill_kernel_processes(manager)
     finally:
-        if await manager.is_alive():
+        if manager.has_kernel and await manager.is_alive():
             await manager.shutdown_kernel(now=True)
-        _kill_kernel_group(manager)
+
+
+async def _run_session(client: NotebookClient, manager: AsyncKernelManager, recorder: _CellRecorder,
+                       run: Execution, config: ExecutionConfig, progress: _Progress,
+                       archive: Path, state_file: Path) -> bool:
+    setup = {"raw_dir": str(config.raw_dir), "train_images": config.train_images,
+             "threads": config.threads}
+    await _run_hidden(client, _probe_call("setup", setup), STARTUP_TIMEOUT)
+    await _replay(client, run, progress, config)
+    try:
+        await _run_cells(client, manager, recorder, config, run, progress)
+    except _Stop as stop:
+        run.failure = f"cell {stop.index + 1}: {run.cells[-1].error_value}"
+        return False
+    await _extract(client, config, run, archive, state_file)
+    return True
 
 
 async def _execute(notebook: nbformat.NotebookNode, workdir: Path, config: ExecutionConfig) -> Execution:

@@ -207,15 +207,14 @@ def _export_model(cls, config, report):
         batch = torch.export.Dim("batch", min=1, max=4096)
         program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
         report["fixed_batch"] = 0
-    except Exception:
+    except Exception as dynamic_error:
         # A forward that hard-codes the batch size only exports at that size.
         size = int(config["batch_size"])
         try:
-            example = torch.zeros(size, 1, 28, 28)
-            program = torch.export.export(model, (example,))
+            program = torch.export.export(model, (torch.zeros(size, 1, 28, 28),))
             report["fixed_batch"] = size
-        except Exception as error:
-            report["model_error"] = "exporting the model failed: " + _short_error(error)
+        except Exception:
+            report["model_error"] = "exporting the model failed: " + _short_error(dynamic_error)
             return
     torch.export.save(program, config["archive"])
     report["archive"] = config["archive"]

@@ -59,6 +59,7 @@ def gradebook_frame(results: Iterable[SubmissionResult], rubric: Rubric) -> pd.D
     for result in results:
         row = {
             "student": result.student,
+            "name": result.name,
             "status": result.status,
             "total": result.total,
             "max_total": result.max_total,
@@ -68,7 +69,7 @@ def gradebook_frame(results: Iterable[SubmissionResult], rubric: Rubric) -> pd.D
             row[item.id] = points.get(item.id, 0.0)
         row["reason"] = result.reason
         rows.append(row)
-    columns = ["student", "status", "total", "max_total", *[i.id for i in rubric.items], "reason"]
+    columns = ["student", "name", "status", "total", "max_total", *[i.id for i in rubric.items], "reason"]
     return pd.DataFrame(rows, columns=columns).sort_values("student", kind="stable")
 
 

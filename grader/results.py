@@ -21,6 +21,8 @@ GRADED = "graded"
 INVALID_NOTEBOOK = "invalid-notebook"
 KERNEL_FAILED = "kernel-failed"
 GRADER_ERROR = "grader-error"
+INVALID_SUBMISSION = "invalid-submission"
+MISSING = "missing"
 
 
 @dataclass
@@ -58,6 +60,7 @@ class SubmissionResult:
     source: str
     status: str
     reason: str = ""
+    name: str = ""
     total: float = 0.0
     max_total: float = 0.0
     items: list[ItemResult] = field(default_factory=list)

@@ -15,14 +15,25 @@ Two kinds of sandbox exist:
     with all capabilities dropped. Its file system is the host's, read-only,
     with a private ``/dev``, ``/proc`` and ``/tmp`` (a size-limited tmpfs).
     The working folder is the only host folder it can write to. Every hidden
-    path, and by default ``/root``, ``/home``, ``/run`` and the temporary
-    folder, is covered by an empty read-only tmpfs. The Python installation
-    that runs the command stays readable even where it lives in a hidden path.
+    folder, and by default ``/root``, ``/home``, ``/run`` and the folder named
+    by TMPDIR, is covered by an empty read-only tmpfs. A hidden file cannot be
+    opened. The Python installation that runs the command stays readable even
+    where it lives in a hidden folder.
+
     The network namespace contains only its own loopback interface, so no
     connection leaves the sandbox, not even to 127.0.0.1 on the host. When
-    the sandbox's first process exits or bwrap is killed, the kernel kills
-    every process left in the PID namespace. ``--die-with-parent`` kills the
+    the sandbox's first process exits or bwrap is killed, Linux kills every
+    process left in the PID namespace. ``--die-with-parent`` kills the
     sandbox when the process that started bwrap dies.
+
+    What it does not stop: the command reads every host file outside the
+    hidden paths that the grader's user can read, such as the grader's
+    source, other folders of the repository and ``/etc``. It connects to Unix
+    sockets in those visible folders, can fill the disk through the working
+    folder, and can attack the Linux kernel itself. The processes keep the
+    grader's user id on the host.
+    When the grader runs as root they are root without capabilities, so
+    they still read root-only files such as ``/etc/shadow``.
 
 ``limits-only``
     Used when bwrap is missing or its trial run fails. The command runs with
@@ -89,10 +100,11 @@ log = logging.getLogger(__name__)
 GIB = 1024**3
 MIB = 1024**2
 
-# Defaults for one notebook kernel or one model check. With them,
-# `import torch; torch.zeros(1000, 1000)` runs (tests/test_sandbox.py checks
-# this), a notebook can hold a few GiB of tensors, and a runaway notebook
-# cannot take the machine's memory, disk or process table.
+# Defaults for one notebook kernel or one model check, per process. They let
+# `import torch; torch.zeros(1000, 1000)` run (tests/test_sandbox.py checks
+# this) and a notebook hold a few GiB of tensors. A sandboxed kernel with torch
+# runs about 16 processes and threads, so 256 leaves room for DataLoader
+# workers. 256 MiB fits a saved model of this exercise many times over.
 DEFAULT_MEMORY_BYTES = 4 * GIB
 DEFAULT_CPU_SECONDS = 600
 DEFAULT_MAX_PROCESSES = 256
@@ -112,7 +124,8 @@ SANDBOX_TMP_BYTES = 512 * MIB
 DEFAULT_HIDDEN = (Path("/root"), Path("/home"), Path("/run"))
 
 LIMITS_SCRIPT = Path(__file__).resolve().with_name("limits.py")
-CPU_KILL_GRACE_SECONDS = 2  # the same value as grader/limits.py, which imports nothing from here
+# The same value as in grader/limits.py, which imports nothing from this module.
+CPU_KILL_GRACE_SECONDS = 2
 
 # Optional bubblewrap features, tried by detect_sandbox in this order of preference.
 USER_NAMESPACE = "user-namespace"
@@ -137,9 +150,9 @@ class SandboxUnavailableError(RuntimeError):
 class SandboxLimits:
     """Resource limits for one sandboxed command and every process it starts."""
 
-    memory_bytes: int  # RLIMIT_DATA per process; RLIMIT_AS gets ADDRESS_SPACE_HEADROOM_BYTES more
+    memory_bytes: int  # RLIMIT_DATA per process, and RLIMIT_AS with ADDRESS_SPACE_HEADROOM_BYTES more
     cpu_seconds: int  # RLIMIT_CPU per process
-    max_processes: int  # RLIMIT_NPROC: processes and threads, see the module docstring
+    max_processes: int  # RLIMIT_NPROC, which counts processes and threads (see the module docstring)
     max_file_bytes: int  # RLIMIT_FSIZE
 
     def __post_init__(self) -> None:
@@ -184,7 +197,7 @@ class Sandbox:
 
     @property
     def process_limit_enforced(self) -> bool:
-        """Whether the kernel enforces ``max_processes``; it never does for root."""
+        """Whether the kernel enforces ``max_processes``, which it never does for root."""
         return os.getuid() != 0
 
 
@@ -253,18 +266,20 @@ def wrap_command(
 
     ``workdir`` must be an existing folder. In a bubblewrap sandbox it is the
     only host folder the command can write to, and it keeps its path, so the
-    kernel's connection file and IPC sockets there still work. Each path in
-    ``hidden`` appears as an empty read-only folder; paths that do not exist are
-    skipped; a hidden file cannot be opened. A limits-only sandbox ignores
-    ``hidden`` (see the module docstring).
-    Start the returned argv with ``start_new_session=True`` or without; the
-    launcher starts a new session itself when it needs one.
+    kernel's connection file and IPC sockets there still work. Each folder in
+    ``hidden`` appears empty and read-only, a hidden file cannot be opened,
+    and paths that do not exist are skipped. A limits-only sandbox ignores
+    ``hidden`` (see the module docstring). The returned argv may be started
+    with or without ``start_new_session=True``, because the launcher starts a
+    new session itself when it needs one.
     """
     if not argv:
         raise ValueError("argv must name a command to run")
     workdir = Path(workdir).resolve()
     if not workdir.is_dir():
         raise ValueError(f"the working folder {workdir} does not exist or is not a folder")
+    # The script path with -I, not `-m grader.limits`: -m would import from the
+    # current folder first, and that can be the student-writable working folder.
     launcher = [sys.executable, "-I", str(LIMITS_SCRIPT)]
     if sandbox.kind == "limits-only":
         return [*launcher, *_limit_args(limits, _user_task_count()), "--", *argv]
@@ -274,8 +289,8 @@ def wrap_command(
     # ignore SIGINT. The inner launcher keeps that session, so SIGINT sent to the
     # process group by jupyter_client reaches the kernel without killing bwrap.
     # bwrap's --new-session would put the kernel out of reach of that signal.
-    # RLIMIT_NPROC is set by the inner launcher, after bwrap made the user
-    # namespace, so the kernel counts the sandbox's tasks on their own.
+    # The inner launcher sets RLIMIT_NPROC after bwrap made the user namespace,
+    # so for a non-root user Linux counts the sandbox's tasks on their own.
     return [
         *launcher, "--ignore-sigint", "--",
         *_bubblewrap_args(sandbox, workdir, hidden), "--",
@@ -350,17 +365,17 @@ def _tmpfs_args(sandbox: Sandbox, path: Path, size: int) -> list[str]:
 
 def _outermost(paths: list[Path], hidden: set[Path]) -> list[Path]:
     """Drop each path that an outer path in ``paths`` already shows, with no hidden folder between."""
-    kept: list[Path] = []
+    outer_paths: list[Path] = []
     for path in sorted(set(paths), key=lambda item: len(item.parts)):
         covered = any(
             _is_within(path, outer)
             and not any(folder != outer and _is_within(folder, outer) and _is_within(path, folder)
                         for folder in hidden)
-            for outer in kept
+            for outer in outer_paths
         )
         if not covered:
-            kept.append(path)
-    return kept
+            outer_paths.append(path)
+    return outer_paths
 
 
 def _mount_plan(workdir: Path, hidden: list[Path]) -> list[tuple[str, Path]]:
@@ -391,14 +406,14 @@ def _mount_plan(workdir: Path, hidden: list[Path]) -> list[tuple[str, Path]]:
         default_hidden.add(temporary)
     all_hidden = {path for path in caller_hidden | default_hidden if path.exists()}
 
-    shown = [path for path in interpreter
-             if path.exists() and any(_is_within(path, folder) for folder in all_hidden)]
-    shown += [path for path in imports
-              if any(_is_within(path, folder) for folder in default_hidden & all_hidden)]
+    visible = [path for path in interpreter
+               if path.exists() and any(_is_within(path, folder) for folder in all_hidden)]
+    visible += [path for path in imports
+                if any(_is_within(path, folder) for folder in default_hidden & all_hidden)]
     mounts: list[tuple[str, Path]] = [
         ("hide" if path.is_dir() else "hide-file", path) for path in sorted(all_hidden)
     ]
-    mounts += [("ro-bind", path) for path in _outermost(shown, all_hidden)]
+    mounts += [("ro-bind", path) for path in _outermost(visible, all_hidden)]
     mounts.append(("bind", workdir))
     # Sort by depth only; the sort is stable, so at equal depth a hidden path
     # stays before the binds that must show through it.
@@ -412,6 +427,9 @@ def _bubblewrap_args(sandbox: Sandbox, workdir: Path, hidden: list[Path]) -> lis
         args.append("--unshare-user")
         if DISABLE_USERNS in sandbox.features:
             args.append("--disable-userns")
+
+    # NOTE: --die-with-parent uses PR_SET_PDEATHSIG, which fires when the thread
+    # that started bwrap exits, so start sandboxes from a thread that outlives them.
     args += [
         "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--die-with-parent",
@@ -421,6 +439,7 @@ def _bubblewrap_args(sandbox: Sandbox, workdir: Path, hidden: list[Path]) -> lis
         "--proc", "/proc",
     ]
     args += _tmpfs_args(sandbox, Path("/tmp"), SANDBOX_TMP_BYTES)
+
     read_only: list[Path] = []
     for kind, path in _mount_plan(workdir, hidden):
         if kind == "hide":
@@ -432,17 +451,18 @@ def _bubblewrap_args(sandbox: Sandbox, workdir: Path, hidden: list[Path]) -> lis
             args += ["--ro-bind", str(path), str(path)]
         else:
             args += ["--bind", str(path), str(path)]
-    # Remounting is not recursive, so the binds made inside the hidden folders
-    # keep their own mode; it must come after them because bwrap has to create
-    # their mount points in the tmpfs.
+    # bwrap creates the mount points of those binds in the hidden tmpfs, so it
+    # can make the tmpfs read-only only after them. The remount is not
+    # recursive, so the binds keep their own mode.
     for path in read_only:
         args += ["--remount-ro", str(path)]
+
     args += [
         "--setenv", "HOME", str(workdir),
         "--setenv", "TMPDIR", "/tmp",
-        # ipykernel exits when its parent pid changes from JPY_PARENT_PID, and in
-        # the PID namespace its parent is bwrap's init (pid 1); --die-with-parent
-        # already ends the kernel when the grader dies.
+        # ipykernel 7 exits at start when JPY_PARENT_PID is set and its parent is
+        # pid 1, which bwrap's init is in the PID namespace. The kernel still ends
+        # with the grader because of --die-with-parent.
         "--unsetenv", "JPY_PARENT_PID",
     ]
     return args
@@ -491,7 +511,7 @@ def kill_process_group(pid: int) -> None:
     with ``setsid()`` survive. Processes that are gone already are ignored.
     """
     if pid <= 1 or pid in (os.getpid(), os.getpgrp(), os.getsid(0)):
-        raise ValueError(f"refusing to kill pid {pid}: it is init or the grader's own process group")
+        raise ValueError(f"kill_process_group rejects pid {pid}: it is init or the grader's own process group or session")
     for send in (os.killpg, os.kill):
         try:
             send(pid, signal.SIGKILL)

@@ -86,7 +86,7 @@ def test_points_per_item(graded, rubric, student):
 def test_gradebook_has_one_row_per_submission(graded, rubric):
     book = pd.read_csv(graded["out"] / "gradebook.csv", dtype={"student": str})
     assert sorted(book["student"]) == sorted(EXPECTED)
-    assert list(book.columns) == ["student", "status", "total", "max_total",
+    assert list(book.columns) == ["student", "name", "status", "total", "max_total",
                                   *ITEM_IDS, "reason"]
     solution = book.set_index("student").loc["exercise5_solution"]
     assert solution["total"] == 20

@@ -1,0 +1,140 @@
+"""Notebooks that crash, hang, cheat or expect a GPU: each is graded, earns only what
+it deserves, and leaves no process behind. Real kernels, one batch per module."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from grader.batch import BatchSettings, grade_batch
+from grader.mnist import BUILTIN_DIR
+from grader.rubric import load_rubric
+from notebooks import ANSWERS, CONVNET, CORRECT, IMPORTS, TABLE, write_notebook
+
+pytestmark = pytest.mark.slow
+
+PID_FILE = "survivor.pid"
+
+CASES = {
+    # The kernel dies midway; everything defined before and after still counts.
+    "os_exit": [IMPORTS, ANSWERS, "import os\nos._exit(3)", CONVNET, TABLE],
+    # A cell swallows the interrupt after its timeout; the kernel is replaced.
+    "swallows_interrupt": [IMPORTS, ANSWERS, CONVNET,
+                           "import time\nwhile True:\n    try:\n        time.sleep(100)\n"
+                           "    except BaseException:\n        continue", TABLE],
+    "input_call": [IMPORTS, "name = input('Your name? ')", ANSWERS, CONVNET, TABLE],
+    "sys_exit": [IMPORTS, ANSWERS, "import sys\nsys.exit(1)", CONVNET, TABLE],
+    # Objects that claim to equal anything, and a patched numel and parameters.
+    "cheating_objects": [
+        IMPORTS,
+        "class Anything(float):\n    def __eq__(self, other):\n        return True\n"
+        "    __hash__ = float.__hash__\n"
+        "class Liar:\n    def __eq__(self, other):\n        return True\n"
+        "v = Liar()\ny_predicted = Anything(1.0)\nC = Liar()\ndC_dw11 = Anything(0)\n"
+        "dC_dW2 = Liar()\nW2_updated = Liar()",
+        "class ConvNet(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(784, 10)\n    def forward(self, x):\n"
+        "        return self.fc(x.view(x.size(0), -1))",
+        "torch.Tensor.numel = lambda self: 520\n"
+        "nn.Module.parameters = lambda self, recurse=True: iter([nn.Parameter(torch.zeros(289630))])",
+        TABLE,
+        "print('5.3.i.conv 2/2 points\\nTotal: 20/20')",
+    ],
+    # The graded class name is rebound after the class definition.
+    "class_rebound": [IMPORTS, ANSWERS, CONVNET, TABLE, "ConvNet = None"],
+    # Code written for a GPU.
+    "cuda_device": [IMPORTS, ANSWERS,
+                    CONVNET.replace("super().__init__()", "super().__init__()\n        self.cuda()"),
+                    "device = torch.device('cuda:0')\nmodel = ConvNet().to(device)\n"
+                    "out = model(torch.zeros(1, 1, 28, 28).to(device))", TABLE],
+    # A child process that tries to outlive the kernel.
+}
+# A child process that tries to outlive the kernel; SURVIVORS is replaced by a folder.
+ORPHAN = [IMPORTS, ANSWERS, CONVNET, TABLE,
+          "import subprocess, os\np = subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+          "open(os.path.join(SURVIVORS, 'survivor.pid'), 'w').write(str(p.pid))"]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hostile")
+    for name, cells in CASES.items():
+        write_notebook(folder / f"{name}.ipynb", cells)
+    rubric_dir = tmp_path_factory.mktemp("rubric")
+    source = load_rubric().path
+    text = source.read_text().replace("cell_timeout = 30", "cell_timeout = 5")
+    (rubric_dir / "rubric.toml").write_text(text)
+    shutil.copy(source.parent / "reference.py", rubric_dir)
+    out = tmp_path_factory.mktemp("out")
+    survivors = tmp_path_factory.mktemp("survivors")
+    write_notebook(folder / "orphan_process.ipynb",
+                   [*ORPHAN[:-1], f"SURVIVORS = {str(survivors)!r}\n" + ORPHAN[-1]])
+    grade_batch(folder, out, load_rubric(rubric_dir / "rubric.toml"),
+                BatchSettings(BUILTIN_DIR, workers=2))
+
+    def document(name):
+        return json.loads((out / "results" / f"{name}.json").read_text())
+
+    document.survivors = survivors
+    return document
+
+
+def points(document):
+    return {item["id"]: item["points"] for item in document["items"]}
+
+
+@pytest.mark.parametrize("name", ["os_exit", "swallows_interrupt", "input_call", "sys_exit",
+                                  "cuda_device", "orphan_process"])
+def test_graded_despite_failure(graded, name):
+    document = graded(name)
+    assert document["status"] == "graded"
+    assert document["total"] == 20, [i for i in document["items"] if i["points"] < i["max_points"]]
+
+
+def test_dead_kernel_reports_cause(graded):
+    cells = graded("os_exit")["cells"]
+    assert [cell["outcome"] for cell in cells] == ["dead-kernel"]
+    assert cells[0]["index"] == 3
+    assert "exited with status 3" in cells[0]["error_value"]
+    assert any("restarted 1 time" in note for note in graded("os_exit")["notes"])
+
+
+def test_swallowed_interrupt_reported(graded):
+    cells = graded("swallows_interrupt")["cells"]
+    assert [cell["outcome"] for cell in cells] == ["timeout"]
+    assert "ignored the interrupt" in cells[0]["error_value"]
+
+
+def test_input_fails_at_once(graded):
+    cells = graded("input_call")["cells"]
+    assert [cell["error_name"] for cell in cells] == ["StdinNotImplementedError"]
+    assert cells[0]["seconds"] < 5
+
+
+def test_cheating_objects_earn_nothing(graded):
+    document = graded("cheating_objects")
+    got = points(document)
+    for name in ("v", "y_predicted", "C", "dC_dw11", "dC_dW2", "W2_updated"):
+        assert got[f"5.1.{name}"] == 0
+    for item_id in ("5.3.i.conv", "5.3.i.pool", "5.3.i.fc"):
+        assert got[item_id] == 0, item_id
+    # Patching numel in the kernel breaks the export there, and nothing else.
+    assert document["layers"] == []
+
+
+def test_rebound_class_is_explained(graded):
+    document = graded("class_rebound")
+    conv = next(item for item in document["items"] if item["id"] == "5.3.i.conv")
+    assert conv["points"] == 0
+    assert "ConvNet is bound to NoneType" in conv["message"]
+
+
+def test_gpu_calls_mapped_to_cpu(graded):
+    assert any("grading runs on the CPU" in note for note in graded("cuda_device")["notes"])
+
+
+def test_no_process_survives(graded):
+    pid = int((graded.survivors / PID_FILE).read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
