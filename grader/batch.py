@@ -44,6 +44,7 @@ class BatchSettings:
     workers: int = 0  # 0 means one per CPU core
     regrade: bool = False  # grade again even when file and rubric are unchanged
     roster: Path | None = None  # CSV of enrolled students; those without a submission get a row
+    sandbox: str = "auto"  # auto (bubblewrap when it works), bubblewrap, or none
 
 
 def default_workers() -> int:
@@ -136,11 +137,13 @@ def grade_batch(
             raise BatchError(str(error)) from error
         if not found:
             raise BatchError(f"no submissions found in {submissions}")
-        return _grade_found(found, out_dir, rubric, settings, on_result)
+        source = submissions if submissions.is_dir() else submissions.parent
+        hidden = (source.resolve(), out_dir.resolve(), Path(scratch).resolve())
+        return _grade_found(found, out_dir, rubric, settings, hidden, on_result)
 
 
 def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, settings: BatchSettings,
-                 on_result: ResultCallback | None) -> list[SubmissionResult]:
+                 hidden: tuple[Path, ...], on_result: ResultCallback | None) -> list[SubmissionResult]:
 
     workers = min(settings.workers or default_workers(), len(found))
     options = GradeOptions(
@@ -150,6 +153,8 @@ def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, setting
         cache_dir=out_dir / ".cache" / "training",
         # Workers share the cores, so kernels never oversubscribe the CPU.
         kernel_threads=max(1, default_workers() // workers),
+        sandbox=settings.sandbox,
+        hidden=hidden,
     )
     finished: dict[str, SubmissionResult] = {}
 

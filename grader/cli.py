@@ -85,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--workers", type=_positive, default=default_workers(),
                        help="notebooks graded at the same time (default: the number of CPU cores, "
                             f"here {default_workers()})")
+    grade.add_argument("--sandbox", choices=("auto", "bubblewrap", "none"), default="auto",
+                       help="how student code is isolated: bubblewrap (no network, no view of "
+                            "solutions, submissions or outputs), none (resource limits only), or "
+                            "auto: bubblewrap when it works here (default)")
     grade.add_argument("--regrade", action="store_true",
                        help="grade every notebook again, even when an earlier result in OUT has "
                             "the same notebook file and rubric")
@@ -113,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rubric = load_rubric(arguments.rubric)
         load_arrays(arguments.data)  # fail before the batch when the data is unusable
         settings = BatchSettings(data_dir=arguments.data, workers=arguments.workers,
-                                 regrade=arguments.regrade, roster=arguments.roster)
+                                 regrade=arguments.regrade, roster=arguments.roster,
+                                 sandbox=arguments.sandbox)
         printer.line(f"Grading {arguments.submissions} with {arguments.workers} workers")
         results = grade_batch(arguments.submissions, arguments.out, rubric, settings,
                               on_result=printer.progress)

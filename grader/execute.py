@@ -29,6 +29,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from .results import CellReport
+from .sandbox import ProcessWatchdog, Sandbox, SandboxLimits, wrap_command
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +42,21 @@ PROBE_TIMEOUT = 120
 MAX_RESTARTS = 2
 
 
+KERNEL_ARGV = [sys.executable, "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+
+
 class _GraderKernelSpecs(KernelSpecManager):
-    """Hand out one kernelspec: ipykernel on the grader's own interpreter.
+    """Hand out one kernelspec: ipykernel on the grader's own interpreter, in the sandbox.
 
     Notebooks name all sorts of kernels (conda envs, VS Code, Colab); grading always
     runs the interpreter that has the grader's torch installed.
     """
 
+    argv: list[str] = []
+
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-        return KernelSpec(
-            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            display_name="Python 3 (grader)",
-            language="python",
-            resource_dir="",
-        )
+        return KernelSpec(argv=self.argv, display_name="Python 3 (grader)", language="python",
+                          resource_dir="")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class ExecutionConfig:
     names: dict[str, tuple[str, ...]]
     class_names: tuple[str, ...]
     batch_size: int
+    sandbox: Sandbox
+    limits: SandboxLimits
+    hidden: tuple[Path, ...]  # folders the sandbox shows empty: solutions, submissions, outputs
 
 
 @dataclass
@@ -272,12 +277,16 @@ async def _replay(client: NotebookClient, run: Execution, progress: _Progress,
 
 def _new_client(notebook: nbformat.NotebookNode, workdir: Path, config: ExecutionConfig,
                 recorder: _CellRecorder) -> tuple[AsyncKernelManager, NotebookClient]:
-    # IPC sockets in the working folder: the kernel opens no network port.
+    specs = _GraderKernelSpecs()
+    specs.argv = wrap_command(config.sandbox, KERNEL_ARGV, workdir, config.limits, list(config.hidden))
+    # IPC sockets and the connection file in the working folder, the one folder the
+    # sandboxed kernel can see; the kernel opens no network port.
     manager = AsyncKernelManager(
         kernel_name="python3",
-        kernel_spec_manager=_GraderKernelSpecs(),
+        kernel_spec_manager=specs,
         transport="ipc",
         ip=str(workdir / ".kernel"),
+        connection_file=str(workdir / ".kernel.json"),
     )
     client = NotebookClient(
         notebook,
@@ -316,12 +325,24 @@ async def _session(run: Execution, workdir: Path, config: ExecutionConfig, progr
     """
     recorder = _CellRecorder()
     manager, client = _new_client(run.notebook, workdir, config, recorder)
+    watchdog: ProcessWatchdog | None = None
     try:
         async with client.async_setup_kernel(env=_kernel_env(workdir, config.threads), cleanup_kc=True):
+            if not config.sandbox.process_limit_enforced:
+                # RLIMIT_NPROC does not apply to root, so a watchdog counts processes instead.
+                watchdog = ProcessWatchdog(manager.provisioner.pid, config.limits.max_processes).start()
             try:
                 return await _run_session(client, manager, recorder, run, config, progress,
                                           archive, state_file)
             finally:
+                if watchdog is not None:
+                    watchdog.stop()
+                    if watchdog.exceeded:
+                        message = (f"the notebook started more than {config.limits.max_processes} "
+                                   "processes and threads, so its kernel was stopped")
+                        run.failure = message
+                        if run.cells and run.cells[-1].outcome == "dead-kernel":
+                            run.cells[-1].error_value = message
                 # Before nbclient shuts the kernel down: afterwards its children are orphans
                 # that can no longer be found from it.
                 _kill_kernel_processes(manager)

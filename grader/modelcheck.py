@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable
 
 _CURVE_EVERY = 10  # training steps per point of the loss and accuracy curve
 
@@ -290,6 +290,17 @@ class _Service:
             return {"training": {"error": f"training failed: {str(error)[:500]}"}}
 
 
+def checker_env(workdir: Path, threads: int) -> dict[str, str]:
+    """Return the model check process's environment: short, with fixed thread counts."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir),
+           "LANG": "C.UTF-8", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "CUDA_VISIBLE_DEVICES": ""}
+    for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
 class ModelChecker:
     """A long-lived ``python -m grader.modelcheck`` child process with a time limit per request.
 
@@ -297,8 +308,10 @@ class ModelChecker:
     that runs past its limit kills the process; the next request starts a new one.
     """
 
-    def __init__(self, command_prefix: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
-        self._prefix = list(command_prefix)
+    def __init__(self, wrap: Callable[[list[str]], list[str]] = list, cwd: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self._wrap = wrap
+        self._cwd = cwd
         self._env = env
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr: Any = None
@@ -308,9 +321,9 @@ class ModelChecker:
         self._stderr = tempfile.TemporaryFile()
         self._buffer = b""
         self._process = subprocess.Popen(
-            [*self._prefix, sys.executable, "-m", "grader.modelcheck", "--serve"],
+            self._wrap([sys.executable, "-I", "-m", "grader.modelcheck", "--serve"]),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            env=self._env, start_new_session=True,
+            cwd=self._cwd, env=self._env, start_new_session=True,
         )
         return self._process
 

@@ -33,7 +33,8 @@ from .check_model import (
 )
 from .execute import ExecutionConfig, execute_notebook
 from .mnist import BUILTIN_DIR, write_torchvision_layout
-from .modelcheck import ModelChecker, ModelCheckError
+from .modelcheck import ModelChecker, ModelCheckError, checker_env
+from .sandbox import Sandbox, SandboxLimits, detect_sandbox, wrap_command
 from .notebook import NotebookProblem, cap_outputs, read_notebook
 from .results import CellReport, ItemResult, SubmissionResult
 from .rubric import ANSWER_NAMES, CLASS_NAME, EXTRA_NAMES, Rubric
@@ -52,17 +53,61 @@ class GradeOptions:
     executed_dir: Path | None = None  # where executed notebooks go; None keeps none
     cache_dir: Path | None = None  # where training results are reused from; None keeps none
     kernel_threads: int = 1  # torch threads for the student's kernel
+    sandbox: str = "auto"  # auto, bubblewrap or none
+    hidden: tuple[Path, ...] = ()  # folders sandboxed processes must not see
 
 
-_checker: ModelChecker | None = None
+@lru_cache(maxsize=3)
+def _detect_sandbox(mode: str) -> Sandbox:
+    sandbox = detect_sandbox(mode)
+    if sandbox.fallback_reason:
+        log.warning("student code runs with resource limits only: %s", sandbox.fallback_reason)
+    return sandbox
 
 
-def model_checker() -> ModelChecker:
-    """Return this process's model check service, started on first use."""
+def _sandbox_limits(rubric: Rubric) -> SandboxLimits:
+    limits = rubric.limits
+    return SandboxLimits(
+        memory_bytes=limits.memory_mb * 2**20,
+        cpu_seconds=limits.cpu_seconds,
+        max_processes=limits.max_processes,
+        max_file_bytes=limits.max_file_mb * 2**20,
+    )
+
+
+def _hidden(options: GradeOptions) -> tuple[Path, ...]:
+    rubric = options.rubric
+    return tuple(dict.fromkeys([rubric.path.parent, rubric.reference_module.parent, *options.hidden]))
+
+
+_checker: tuple[ModelChecker, Path] | None = None
+
+
+def model_checker(options: GradeOptions) -> tuple[ModelChecker, Path]:
+    """Return this process's model check service and its working folder, started on
+    first use. The folder holds a copy of the MNIST files and each archive to check."""
     global _checker
     if _checker is None:
-        _checker = ModelChecker()
+        workdir = Path(tempfile.mkdtemp(prefix="grader-check-"))
+        data = workdir / "data"
+        data.mkdir()
+        for path in sorted(options.data_dir.rglob("*-ubyte*")):
+            shutil.copyfile(path, data / path.name)
+        sandbox = _detect_sandbox(options.sandbox)
+        limits = _sandbox_limits(options.rubric)
+        hidden = list(_hidden(options))
+        checker = ModelChecker(
+            wrap=lambda argv: wrap_command(sandbox, argv, workdir, limits, hidden),
+            cwd=workdir,
+            env=checker_env(workdir, options.rubric.training.threads),
+        )
+        _checker = (checker, workdir)
     return _checker
+
+
+def _check(options: GradeOptions, message: dict[str, Any]) -> dict[str, Any]:
+    checker, _ = model_checker(options)
+    return checker.request(message, options.rubric.limits.check_timeout)
 
 
 @lru_cache(maxsize=4)
@@ -86,7 +131,7 @@ def _train_cached(options: GradeOptions, request: dict[str, Any], key: str) -> d
             return {**json.loads(path.read_text(encoding="utf-8")), "reused": True}
         except (OSError, json.JSONDecodeError):
             log.warning("ignoring unreadable training cache file %s", path)
-    training = model_checker().request({**request, "op": "train"}, rubric.limits.check_timeout)["training"]
+    training = _check(options, {**request, "op": "train"})["training"]
     if path is not None and "error" not in training:
         results.write_json_atomic(path, training)
     return training
@@ -125,17 +170,21 @@ class _Phases:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.monotonic() - started, 3)
 
 
-def _execution_config(rubric: Rubric, raw_dir: Path, threads: int) -> ExecutionConfig:
+def _execution_config(options: GradeOptions, raw_dir: Path) -> ExecutionConfig:
+    rubric = options.rubric
     names = {name: rubric.names_for(name) for name in (*ANSWER_NAMES, *EXTRA_NAMES)}
     return ExecutionConfig(
         cell_timeout=rubric.limits.cell_timeout,
         notebook_timeout=rubric.limits.notebook_timeout,
-        threads=threads,
+        threads=options.kernel_threads,
         raw_dir=raw_dir,
         train_images=rubric.limits.student_train_images,
         names=names,
         class_names=rubric.names_for(CLASS_NAME),
         batch_size=rubric.training.batch_size,
+        sandbox=_detect_sandbox(options.sandbox),
+        limits=_sandbox_limits(rubric),
+        hidden=_hidden(options),
     )
 
 
@@ -190,16 +239,19 @@ def _grade_model(result: SubmissionResult, state: dict[str, Any], archive: Path 
         for item in _zero_items(rubric, MODEL_ITEMS, "error", message[0].upper() + message[1:]):
             result.add_item(item)
         return None
+    _, check_dir = model_checker(options)
+    copy = check_dir / "model.pt2"
+    shutil.copyfile(archive, copy)
     request = {
-        "archive": str(archive),
-        "data_dir": str(options.data_dir),
+        "archive": str(copy),
+        "data_dir": str(check_dir / "data"),
         "training": rubric.training.__dict__,
         "threads": rubric.training.threads,
         "fixed_batch": state.get("fixed_batch", 0),
     }
     try:
         with phase("check"):
-            report = model_checker().request({**request, "op": "inspect"}, rubric.limits.check_timeout)
+            report = _check(options, {**request, "op": "inspect"})
     except ModelCheckError as error:
         for item in _zero_items(rubric, MODEL_ITEMS, "error", str(error)):
             result.add_item(item)
@@ -259,6 +311,7 @@ def grade_submission(path: Path, student: str, options: GradeOptions) -> Submiss
     rubric = options.rubric
     result = SubmissionResult(student=student, source=path.name, status=results.GRADED,
                               max_total=rubric.max_total, rubric_sha256=rubric.digest)
+    result.sandbox = _detect_sandbox(options.sandbox).kind
     phase = _Phases(result.timings)
     try:
         result.content_sha256 = results.file_sha256(path)
@@ -289,7 +342,7 @@ def _grade_file(result: SubmissionResult, path: Path, student: str, options: Gra
             raw_dir = write_torchvision_layout(options.data_dir, workdir / ".data")
             nbformat.write(notebook, workdir / path.name)
         with phase("execute"):
-            run = execute_notebook(notebook, workdir, _execution_config(rubric, raw_dir, options.kernel_threads))
+            run = execute_notebook(notebook, workdir, _execution_config(options, raw_dir))
         result.cells = run.cells
         _save_executed(run.notebook, options, student)
         if run.state is None:

@@ -73,6 +73,7 @@ class SubmissionResult:
     timings: dict[str, float] = field(default_factory=dict)
     content_sha256: str = ""
     rubric_sha256: str = ""
+    sandbox: str = ""  # bubblewrap or limits-only: how student code was isolated
 
     def zero_items(self, items: Any, reason: str) -> None:
         """Replace the item results with zero points for every rubric item."""

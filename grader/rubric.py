@@ -76,6 +76,10 @@ class Limits:
     notebook_timeout: float = 120.0
     check_timeout: float = 120.0
     student_train_images: int = 2000
+    memory_mb: int = 4096  # per sandboxed process (RLIMIT_DATA)
+    cpu_seconds: int = 600  # per sandboxed process (RLIMIT_CPU)
+    max_processes: int = 256  # processes and threads per sandbox
+    max_file_mb: int = 256  # size of one file a sandboxed process writes
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,10 @@ def _load_limits(data: dict) -> Limits:
         notebook_timeout=_number(table, "notebook_timeout", 120, "limits", minimum=1),
         check_timeout=_number(table, "check_timeout", 120, "limits", minimum=1),
         student_train_images=int(_number(table, "student_train_images", 2000, "limits")),
+        memory_mb=int(_number(table, "memory_mb", 4096, "limits", minimum=256)),
+        cpu_seconds=int(_number(table, "cpu_seconds", 600, "limits", minimum=1)),
+        max_processes=int(_number(table, "max_processes", 256, "limits", minimum=16)),
+        max_file_mb=int(_number(table, "max_file_mb", 256, "limits", minimum=1)),
     )
 
 

@@ -4,17 +4,20 @@ it deserves, and leaves no process behind. Real kernels, one batch per module.""
 import json
 import os
 import shutil
+import time
+
+import psutil
 
 import pytest
 
 from grader.batch import BatchSettings, grade_batch
 from grader.mnist import BUILTIN_DIR
 from grader.rubric import load_rubric
+from grader.sandbox import detect_sandbox
 from notebooks import ANSWERS, CONVNET, CORRECT, IMPORTS, TABLE, write_notebook
 
 pytestmark = pytest.mark.slow
 
-PID_FILE = "survivor.pid"
 
 CASES = {
     # The kernel dies midway; everything defined before and after still counts.
@@ -50,10 +53,34 @@ CASES = {
                     "out = model(torch.zeros(1, 1, 28, 28).to(device))", TABLE],
     # A child process that tries to outlive the kernel.
 }
-# A child process that tries to outlive the kernel; SURVIVORS is replaced by a folder.
+# A child process that tries to outlive the kernel, found afterwards by its unique
+# sleep duration.
+SURVIVOR_SECONDS = f"{600 + os.getpid() % 1000}.{time.time_ns() % 10**6:06d}"
 ORPHAN = [IMPORTS, ANSWERS, CONVNET, TABLE,
-          "import subprocess, os\np = subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
-          "open(os.path.join(SURVIVORS, 'survivor.pid'), 'w').write(str(p.pid))"]
+          "import subprocess\n"
+          f"p = subprocess.Popen(['sleep', {SURVIVOR_SECONDS!r}], start_new_session=True)"]
+
+
+def _sandbox_cases(rubric, other_notebook, planted):
+    """Notebooks that try to read secrets, write outside their folder or use the network.
+
+    Each sets ``v`` to the right answer only when the attempt failed, so the v item
+    shows whether the sandbox stopped it."""
+    def attempt(code):
+        return (f"try:\n    {code}\n    v = [9, 9, 9]\nexcept Exception:\n    v = [4, 0, 11]")
+
+    answers = ANSWERS.replace("v = [4, 0, 11]\n", "")
+    return {
+        "reads_rubric": [IMPORTS, answers, attempt(f"open({str(rubric)!r}).read()"), CONVNET, TABLE],
+        "reads_other_notebook": [IMPORTS, answers, attempt(f"open({str(other_notebook)!r}).read()"),
+                                 CONVNET, TABLE],
+        "writes_outside": [IMPORTS, answers, attempt(f"open({str(planted)!r}, 'w').write('x')"),
+                           CONVNET, TABLE],
+        "uses_network": [IMPORTS, answers,
+                         "import socket, time\nstarted = time.monotonic()\n"
+                         + attempt("socket.create_connection(('127.0.0.1', 9), timeout=20)")
+                         + "\nnetwork_seconds = time.monotonic() - started", CONVNET, TABLE],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -67,16 +94,17 @@ def graded(tmp_path_factory):
     (rubric_dir / "rubric.toml").write_text(text)
     shutil.copy(source.parent / "reference.py", rubric_dir)
     out = tmp_path_factory.mktemp("out")
-    survivors = tmp_path_factory.mktemp("survivors")
-    write_notebook(folder / "orphan_process.ipynb",
-                   [*ORPHAN[:-1], f"SURVIVORS = {str(survivors)!r}\n" + ORPHAN[-1]])
+    write_notebook(folder / "orphan_process.ipynb", ORPHAN)
+    for name, cells in _sandbox_cases(rubric_dir / "rubric.toml", folder / "os_exit.ipynb",
+                                      out / "planted.txt").items():
+        write_notebook(folder / f"{name}.ipynb", cells)
     grade_batch(folder, out, load_rubric(rubric_dir / "rubric.toml"),
                 BatchSettings(BUILTIN_DIR, workers=2))
 
     def document(name):
         return json.loads((out / "results" / f"{name}.json").read_text())
 
-    document.survivors = survivors
+    document.out = out
     return document
 
 
@@ -135,6 +163,28 @@ def test_gpu_calls_mapped_to_cpu(graded):
 
 
 def test_no_process_survives(graded):
-    pid = int((graded.survivors / PID_FILE).read_text())
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    assert graded("orphan_process")["status"] == "graded"
+    leftovers = [process.pid for process in psutil.process_iter(["cmdline"])
+                 if SURVIVOR_SECONDS in (process.info["cmdline"] or [])]
+    assert leftovers == []
+
+
+needs_bubblewrap = pytest.mark.skipif(detect_sandbox().kind != "bubblewrap",
+                                      reason="bubblewrap is not installed or does not work here")
+
+
+@needs_bubblewrap
+@pytest.mark.parametrize("name", ["reads_rubric", "reads_other_notebook", "writes_outside",
+                                  "uses_network"])
+def test_sandbox_blocks_attempt(graded, name):
+    document = graded(name)
+    assert document["sandbox"] == "bubblewrap"
+    v_item = next(item for item in document["items"] if item["id"] == "5.1.v")
+    assert v_item["points"] == 1, v_item["message"]
+    assert document["total"] == 20
+
+
+@needs_bubblewrap
+def test_planted_file_absent(graded):
+    assert graded("writes_outside")["status"] == "graded"
+    assert not (graded.out / "planted.txt").exists()
