@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .backprop import ACTIVATIONS, compute_answers
+from .kit import canonical_numbers, salted_hash
 from .results import ItemResult
 from .rubric import ANSWER_NAMES, Rubric
 from .values import Tolerance, ValueProblem, fit_shape, format_array, matches, to_array
@@ -82,25 +83,38 @@ def _missing_message(name: str, globals_: list[str]) -> tuple[str, str]:
     return message, f"Assign your answer to a top-level variable named `{name}` in a code cell."
 
 
+def _read_entry(rubric: Rubric, name: str, entry: dict[str, Any] | None, globals_: list[str],
+                result: ItemResult) -> np.ndarray | None:
+    """Return the answer as an array, or None after filling ``result`` with the reason."""
+    if entry is None:
+        result.outcome = "missing"
+        result.message, result.hint = _missing_message(name, globals_)
+        return None
+    if "error" in entry:
+        result.outcome = "error"
+        result.message = f"`{entry['name']}` could not be read: it is a {entry['error']}."
+        result.hint = "Use a number, a list, a numpy array or a torch tensor."
+        return None
+    try:
+        return to_array(entry["value"])
+    except ValueProblem as problem:
+        result.message = f"`{entry['name']}` {problem}."
+        return None
+
+
 def _grade_one(
     rubric: Rubric, name: str, entry: dict[str, Any] | None, refs: Arrays, own: Arrays,
     globals_: list[str],
 ) -> ItemResult:
     item = rubric.item(f"5.1.{name}")
     result = ItemResult(item.id, item.title, 0.0, item.points, "wrong", "")
-    if entry is None:
-        result.outcome = "missing"
-        result.message, result.hint = _missing_message(name, globals_)
+    raw = _read_entry(rubric, name, entry, globals_, result)
+    if raw is None:
         return result
     label = f"`{entry['name']}`"
-    if "error" in entry:
-        result.outcome = "error"
-        result.message = f"{label} could not be read: it is a {entry['error']}."
-        result.hint = "Use a number, a list, a numpy array or a torch tensor."
-        return result
     reference = refs[name]
     try:
-        value = fit_shape(to_array(entry["value"]), reference)
+        value = fit_shape(raw, reference)
     except ValueProblem as problem:
         result.message = f"{label} {problem}."
         return result
@@ -126,10 +140,36 @@ def _grade_one(
     return result
 
 
+def _grade_hashed(rubric: Rubric, name: str, entry: dict[str, Any] | None,
+                  globals_: list[str]) -> ItemResult:
+    """Grade an answer against the self-check kit's salted hash: right or wrong only."""
+    item = rubric.item(f"5.1.{name}")
+    result = ItemResult(item.id, item.title, 0.0, item.points, "wrong", "")
+    value = _read_entry(rubric, name, entry, globals_, result)
+    if value is None:
+        return result
+    assert rubric.selfcheck is not None
+    expected = rubric.selfcheck["answers"][name]
+    label = f"`{entry['name']}`"
+    if value.size != expected["size"]:
+        result.message = f"{label} has {value.size} values, expected {expected['size']}."
+        return result
+    if salted_hash(rubric.selfcheck["salt"], canonical_numbers(value)) == expected["sha256"]:
+        result.points, result.outcome = item.points, "correct"
+        result.message = f"{label} is correct."
+    else:
+        result.message = f"{label} does not match the expected value (compared to 3 decimals)."
+        result.hint = ("The self-check tells right from wrong only; follow-through credit for "
+                       "answers built on an earlier mistake is given in the final grading.")
+    return result
+
+
 def grade_answers(rubric: Rubric, state: dict[str, Any]) -> list[ItemResult]:
     """Grade each 5.1 answer read from the notebook's final state."""
-    refs = compute_answers(rubric.problem)
     values = state.get("values", {})
     globals_ = state.get("globals", [])
+    if rubric.problem is None:
+        return [_grade_hashed(rubric, name, values.get(name), globals_) for name in ANSWER_NAMES]
+    refs = compute_answers(rubric.problem)
     own: Arrays = {}
     return [_grade_one(rubric, name, values.get(name), refs, own, globals_) for name in ANSWER_NAMES]

@@ -272,8 +272,8 @@ def _parse_table(raw: Any) -> list[tuple[str, str, int, list[int]]]:
     return [row for row in rows if not (row[1] in _TABLE_SKIP and row[2] == 0)]
 
 
-def _model_rows(layers: list[Layer]) -> list[tuple[str, int, list[int]]]:
-    return [(layer["kind"], layer["params"], layer["shape"]) for layer in layers
+def model_rows(layers: list[Layer]) -> list[tuple[str, int, list[int]]]:
+    return [(layer["kind"], layer.get("params", 0), layer["shape"]) for layer in layers
             if layer["kind"] not in _TABLE_SKIP]
 
 
@@ -332,8 +332,8 @@ def grade_table(rubric: Rubric, state: dict[str, Any], layers: list[Layer] | Non
     params_item = _item(rubric, "5.3.iii.params")
     shapes_item = _item(rubric, "5.3.iii.shapes")
     total_item = _item(rubric, "5.3.iii.total")
-    reference = _model_rows(expected)
-    own = _model_rows(layers) if layers else None
+    reference = model_rows(expected)
+    own = model_rows(layers) if layers else None
 
     entry = values.get("layer_table")
     try:
@@ -355,8 +355,31 @@ def grade_table(rubric: Rubric, state: dict[str, Any], layers: list[Layer] | Non
     return [params_item, shapes_item, total_item]
 
 
+def _hashed_table_matches(rubric, student, reference, field) -> bool:
+    """Compare the student's rows, aligned to the reference kinds, with the kit's hash."""
+    from .kit import salted_hash, table_texts
+
+    rows = []
+    for ref_index, student_index in _align(student, reference):
+        if student_index is None:
+            return False
+        name, _, params, shape = student[student_index]
+        rows.append((name, params, _strip_batch(shape, len(reference[ref_index][2]))))
+    if len(student) != len(reference):
+        return False
+    key = "params" if field == 2 else "shapes"
+    return salted_hash(rubric.selfcheck["salt"], table_texts(rows)[key]) == rubric.selfcheck["table"][key]
+
+
 def _grade_table_field(rubric, item, student, reference, own, field, hints) -> None:
     what = "parameter counts" if field == 2 else "output shapes"
+    if rubric.selfcheck is not None:
+        if _hashed_table_matches(rubric, student, reference, field):
+            item.points, item.outcome = item.max_points, "correct"
+            item.message = f"All {what} are correct."
+        else:
+            item.message = f"The {what} are not all correct (the self-check does not say which)."
+        return
     mismatch = _table_mismatch(student, reference, field)
     if mismatch is None:
         item.points, item.outcome = item.max_points, "correct"
@@ -391,6 +414,14 @@ def _grade_total(rubric, item, entry, reference, own) -> None:
         got = _int(raw, f"`{entry['name']}`")
     except TableProblem as problem:
         item.message = f"`total_params`: {problem}."
+        return
+    if rubric.selfcheck is not None:
+        from .kit import salted_hash
+
+        want_matches = salted_hash(rubric.selfcheck["salt"], str(got)) == rubric.selfcheck["table"]["total"]
+        item.points, item.outcome = (item.max_points, "correct") if want_matches else (0.0, "wrong")
+        item.message = ("The total number of parameters is correct." if want_matches
+                        else f"`total_params` = {got} is not the network's total.")
         return
     if got == want:
         item.points, item.outcome = item.max_points, "correct"

@@ -7,6 +7,7 @@ through ``Printer``, and diagnostics go to ``logging`` (``--verbose`` shows them
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -61,6 +62,22 @@ class Printer:
         self.line()
         self.line(f"{len(results)} submissions, {graded} graded. Gradebook: {out_dir / 'gradebook.csv'}")
 
+    def check_summary(self, result: SubmissionResult, out_dir: Path) -> None:
+        """Print each rubric item of a self-check with its points, message and hint."""
+        self.line()
+        for item in result.items:
+            mark = {"correct": "ok ", "follow-through": "~  ", "partial": "~  "}.get(item.outcome, "X  ")
+            self.line(f"{mark}{item.id:<18} {item.points:g}/{item.max_points:g}  {item.message}")
+            if item.hint:
+                self.line(f"{'':<22}Hint: {item.hint}")
+        for cell in result.cells:
+            self.line(f"Cell {cell.index}: {cell.outcome} {cell.error_name} {cell.error_value[:100]}")
+        for note in result.notes:
+            self.line(f"Note: {note}")
+        self.line()
+        self.line(f"{result.status}: {result.total:g}/{result.max_total:g} points. "
+                  f"Feedback page: {out_dir / 'feedback' / (result.student + '.html')}")
+
     def error(self, text: str) -> None:
         print(f"error: {text}", file=sys.stderr, flush=True)
 
@@ -92,6 +109,21 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--regrade", action="store_true",
                        help="grade every notebook again, even when an earlier result in OUT has "
                             "the same notebook file and rubric")
+    check = commands.add_parser(
+        "check", help="self-check one notebook: the same grading, a summary in the terminal")
+    check.add_argument("notebook", type=Path, help="the .ipynb file to check")
+    check.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC,
+                       help="rubric TOML file, or the rubric.toml of a self-check kit "
+                            "(default: solutions/rubric.toml)")
+    check.add_argument("--out", type=Path, default=None,
+                       help="folder for the feedback page and result (default: "
+                            "selfcheck-<notebook name> next to the notebook)")
+    check.add_argument("--data", type=Path, default=BUILTIN_DIR, help=argparse.SUPPRESS)
+    kit = commands.add_parser(
+        "kit", help="write the student self-check kit: the rubric and hashed references, "
+                    "no solution code and no reference values")
+    kit.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC, help="the instructor's rubric")
+    kit.add_argument("--out", type=Path, required=True, help="folder to write the kit to")
     return parser
 
 
@@ -105,6 +137,34 @@ def _positive(text: str) -> int:
     return value
 
 
+def _run_check(arguments: argparse.Namespace, printer: Printer) -> int:
+    rubric = load_rubric(arguments.rubric)
+    # A self-check never shows reference values, whatever the rubric allows.
+    rubric = dataclasses.replace(rubric, reveal_reference=False)
+    notebook = arguments.notebook
+    if not notebook.is_file():
+        raise BatchError(f"notebook {notebook} not found")
+    out = arguments.out or notebook.parent / f"selfcheck-{notebook.stem}"
+    printer.line(f"Checking {notebook} (this runs the whole notebook; about a minute at most)")
+    settings = BatchSettings(data_dir=arguments.data, workers=1, regrade=True)
+    (result,) = grade_batch(notebook, out, rubric, settings)
+    printer.check_summary(result, out)
+    return 0
+
+
+def _run_kit(arguments: argparse.Namespace, printer: Printer) -> int:
+    from .kit import build_kit
+    from .pipeline import expected_layers
+
+    rubric = load_rubric(arguments.rubric)
+    if rubric.problem is None:
+        raise RubricError(f"{arguments.rubric} is already a self-check kit")
+    path = build_kit(rubric, expected_layers(rubric), arguments.out)
+    printer.line(f"Wrote the self-check kit to {arguments.out}. Students run:")
+    printer.line(f"  grader check NOTEBOOK --rubric {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit status."""
     arguments = _parser().parse_args(argv)
@@ -114,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     printer = Printer()
     try:
+        if arguments.command == "check":
+            return _run_check(arguments, printer)
+        if arguments.command == "kit":
+            return _run_kit(arguments, printer)
         rubric = load_rubric(arguments.rubric)
         load_arrays(arguments.data)  # fail before the batch when the data is unusable
         settings = BatchSettings(data_dir=arguments.data, workers=arguments.workers,

@@ -15,7 +15,9 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -326,8 +328,12 @@ async def _session(run: Execution, workdir: Path, config: ExecutionConfig, progr
     recorder = _CellRecorder()
     manager, client = _new_client(run.notebook, workdir, config, recorder)
     watchdog: ProcessWatchdog | None = None
+    # The kernel's own messages ("To connect another client ...", crash reports) stay out
+    # of the grader's terminal; the last lines are logged when the kernel dies.
+    kernel_log = tempfile.TemporaryFile()
     try:
-        async with client.async_setup_kernel(env=_kernel_env(workdir, config.threads), cleanup_kc=True):
+        async with client.async_setup_kernel(env=_kernel_env(workdir, config.threads), cleanup_kc=True,
+                                             stdout=subprocess.DEVNULL, stderr=kernel_log):
             if not config.sandbox.process_limit_enforced:
                 # RLIMIT_NPROC does not apply to root, so a watchdog counts processes instead.
                 watchdog = ProcessWatchdog(manager.provisioner.pid, config.limits.max_processes).start()
@@ -349,6 +355,11 @@ async def _session(run: Execution, workdir: Path, config: ExecutionConfig, progr
     finally:
         if manager.has_kernel and await manager.is_alive():
             await manager.shutdown_kernel(now=True)
+        if run.cells and run.cells[-1].outcome == "dead-kernel":
+            kernel_log.seek(0)
+            tail = kernel_log.read().decode("utf-8", "replace").strip().splitlines()[-5:]
+            log.info("kernel output before it died in %s: %s", workdir, " | ".join(tail))
+        kernel_log.close()
 
 
 async def _run_session(client: NotebookClient, manager: AsyncKernelManager, recorder: _CellRecorder,

@@ -77,16 +77,28 @@ def _sandbox_limits(rubric: Rubric) -> SandboxLimits:
 
 def _hidden(options: GradeOptions) -> tuple[Path, ...]:
     rubric = options.rubric
-    return tuple(dict.fromkeys([rubric.path.parent, rubric.reference_module.parent, *options.hidden]))
+    folders = [rubric.path.parent, *options.hidden]
+    if rubric.reference_module is not None:
+        folders.append(rubric.reference_module.parent)
+    return tuple(dict.fromkeys(folders))
 
 
-_checker: tuple[ModelChecker, Path] | None = None
+_checker: tuple[ModelChecker, Path, tuple[Any, ...]] | None = None
 
 
 def model_checker(options: GradeOptions) -> tuple[ModelChecker, Path]:
     """Return this process's model check service and its working folder, started on
-    first use. The folder holds a copy of the MNIST files and each archive to check."""
+    first use. The folder holds a copy of the MNIST files and each archive to check.
+
+    A later batch in the same process with other data, sandbox or limits gets a new one.
+    """
     global _checker
+    settings = (options.data_dir, options.sandbox, _hidden(options), _sandbox_limits(options.rubric),
+                options.rubric.training.threads)
+    if _checker is not None and _checker[2] != settings:
+        _checker[0].close()
+        shutil.rmtree(_checker[1], ignore_errors=True)
+        _checker = None
     if _checker is None:
         workdir = Path(tempfile.mkdtemp(prefix="grader-check-"))
         data = workdir / "data"
@@ -101,8 +113,8 @@ def model_checker(options: GradeOptions) -> tuple[ModelChecker, Path]:
             cwd=workdir,
             env=checker_env(workdir, options.rubric.training.threads),
         )
-        _checker = (checker, workdir)
-    return _checker
+        _checker = (checker, workdir, settings)
+    return _checker[0], _checker[1]
 
 
 def _check(options: GradeOptions, message: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +165,14 @@ def reference_layers(reference_module: Path) -> list[dict[str, Any]]:
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.export.export(model, (torch.zeros(2, 1, 28, 28),), dynamic_shapes=({0: batch},))
     return [layer.to_dict() for layer in layers_from_program(program)]
+
+
+def expected_layers(rubric: Rubric) -> list[dict[str, Any]]:
+    """Return the reference layers: traced from the reference ConvNet, or from the kit."""
+    if rubric.selfcheck is not None:
+        return rubric.selfcheck["expected_layers"]
+    assert rubric.reference_module is not None
+    return reference_layers(rubric.reference_module)
 
 
 class _Phases:
@@ -220,7 +240,7 @@ def _grade_model(result: SubmissionResult, state: dict[str, Any], archive: Path 
                  options: GradeOptions, phase: _Phases) -> list[dict[str, Any]] | None:
     """Grade 5.3 i and ii; return the student's layer records when there are any."""
     rubric = options.rubric
-    expected = reference_layers(rubric.reference_module)
+    expected = expected_layers(rubric)
     result.expected_layers = expected
     if "class_name" not in state:
         message = _missing_class_message(rubric, state)
@@ -240,8 +260,21 @@ def _grade_model(result: SubmissionResult, state: dict[str, Any], archive: Path 
             result.add_item(item)
         return None
     _, check_dir = model_checker(options)
-    copy = check_dir / "model.pt2"
+    # A name unique to the content: the check service keeps the last archive it loaded
+    # by path, so reusing one name would check the previous student's model.
+    copy = check_dir / f"model-{results.file_sha256(archive)[:24]}.pt2"
     shutil.copyfile(archive, copy)
+    try:
+        return _check_copy(result, state, copy, options, phase, expected)
+    finally:
+        copy.unlink(missing_ok=True)
+
+
+def _check_copy(result: SubmissionResult, state: dict[str, Any], copy: Path,
+                options: GradeOptions, phase: _Phases,
+                expected: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    rubric = options.rubric
+    _, check_dir = model_checker(options)
     request = {
         "archive": str(copy),
         "data_dir": str(check_dir / "data"),

@@ -5,9 +5,11 @@ recipe and time limits, loaded from a TOML file and validated.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 try:
     import tomllib
@@ -89,7 +91,7 @@ class Rubric:
     path: Path
     title: str
     items: tuple[Item, ...]
-    problem: BackpropProblem
+    problem: BackpropProblem | None  # None in a student self-check kit
     relative_tolerance: float
     absolute_tolerance: float
     follow_through_share: float
@@ -97,8 +99,9 @@ class Rubric:
     aliases: dict[str, tuple[str, ...]]
     training: Training
     limits: Limits
-    reference_module: Path
+    reference_module: Path | None  # None in a student self-check kit
     digest: str = field(default="")
+    selfcheck: dict[str, Any] | None = None  # hashed references of a self-check kit
 
     @property
     def max_total(self) -> float:
@@ -221,6 +224,8 @@ def load_rubric(path: Path = DEFAULT_RUBRIC) -> Rubric:
     share = _number(data, "follow_through_share", 0.5, "rubric")
     if share > 1:
         raise RubricError(f"follow_through_share is a fraction in [0, 1], got {share}")
+    if "selfcheck" in data:
+        return _load_kit(path, raw, data, share)
     reference = path.parent / str(data.get("reference_module", "reference.py"))
     if not reference.is_file():
         raise RubricError(f"reference module {reference} not found (set reference_module)")
@@ -239,4 +244,34 @@ def load_rubric(path: Path = DEFAULT_RUBRIC) -> Rubric:
         reference_module=reference.resolve(),
         # The digest lets reruns tell whether the rubric changed.
         digest=hashlib.sha256(raw + reference.read_bytes()).hexdigest(),
+    )
+
+
+def _load_kit(path: Path, raw: bytes, data: dict, share: float) -> Rubric:
+    """Load a student self-check kit: a rubric without [task51] and a selfcheck.json."""
+    selfcheck_path = path.parent / str(data["selfcheck"])
+    try:
+        selfcheck_raw = selfcheck_path.read_bytes()
+        selfcheck = json.loads(selfcheck_raw)
+    except (OSError, ValueError) as error:
+        raise RubricError(f"cannot read the self-check file {selfcheck_path}: {error}") from error
+    for key in ("salt", "answers", "table", "expected_layers"):
+        if key not in selfcheck:
+            raise RubricError(f"self-check file {selfcheck_path} has no {key!r}; rebuild the kit")
+    tolerance = data.get("tolerance", {})
+    return Rubric(
+        path=path.resolve(),
+        title=str(data.get("title", "Exercise 5")),
+        items=_load_items(data),
+        problem=_load_problem(data) if "task51" in data else None,
+        relative_tolerance=_number(tolerance, "relative", 1e-3, "tolerance"),
+        absolute_tolerance=_number(tolerance, "absolute", 1e-6, "tolerance"),
+        follow_through_share=share,
+        reveal_reference=False,
+        aliases=_load_aliases(data),
+        training=_load_training(data),
+        limits=_load_limits(data),
+        reference_module=None,
+        digest=hashlib.sha256(raw + selfcheck_raw).hexdigest(),
+        selfcheck=selfcheck,
     )

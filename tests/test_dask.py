@@ -1,0 +1,157 @@
+"""Grading on a local Dask cluster: the same results as local grading, and failed
+tasks, dead workers and unreachable schedulers handled without stopping the batch."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("distributed", reason="Dask is not installed: pip install 'ex5-grader[dask]'")
+
+from conftest import SUBMISSIONS  # noqa: E402
+from grader import dask_executor  # noqa: E402
+from grader.dask_executor import (  # noqa: E402
+    DaskClusterError,
+    DaskUnavailableError,
+    GradedNotebook,
+    run_on_dask,
+)
+from grader.ingest import Submission  # noqa: E402
+from grader.mnist import BUILTIN_DIR  # noqa: E402
+from grader.pipeline import GradeOptions, grade_submission  # noqa: E402
+from grader.results import GRADED, GRADER_ERROR, SubmissionResult  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+SAMPLES = ["ox47ukev", "eb34tuwo"]  # correct, padding=2
+
+
+def comparable(result: SubmissionResult) -> dict:
+    document = result.to_document()
+    document.pop("timings")
+    document["training"].pop("seconds", None)
+    document["training"].pop("reused", None)
+    return document
+
+
+@pytest.fixture()
+def notebooks(tmp_path: Path) -> list[Submission]:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in SAMPLES:
+        shutil.copy(SUBMISSIONS / f"{name}.ipynb", folder)
+    return [Submission(name, folder / f"{name}.ipynb") for name in SAMPLES]
+
+
+@pytest.fixture()
+def options(rubric) -> GradeOptions:
+    return GradeOptions(rubric=rubric, data_dir=BUILTIN_DIR)
+
+
+def test_dask_equals_local(notebooks, options, tmp_path):
+    missing = Submission("gone", tmp_path / "gone.ipynb")
+    executed_dir = tmp_path / "executed"
+    finished: list[tuple[SubmissionResult, int]] = []
+
+    def finish(result: SubmissionResult) -> None:
+        finished.append((result, os.getpid()))
+
+    started = time.monotonic()
+    run_on_dask([*notebooks, missing], dataclasses.replace(options, executed_dir=executed_dir),
+                None, finish, workers=2)
+    print(f"run_on_dask took {time.monotonic() - started:.1f} s")
+
+    by_student = {result.student: result for result, _ in finished}
+    assert sorted(by_student) == sorted([*SAMPLES, "gone"])
+    assert len(finished) == 3
+    assert {pid for _, pid in finished} == {os.getpid()}
+
+    assert by_student["gone"].status == GRADER_ERROR
+    assert "cannot read the notebook" in by_student["gone"].reason
+    assert by_student["gone"].total == 0
+
+    for submission in notebooks:
+        local = grade_submission(submission.path, submission.student, options)
+        remote = by_student[submission.student]
+        assert remote.status == GRADED
+        assert comparable(remote) == comparable(local)
+        assert (executed_dir / f"{submission.student}.ipynb").is_file()
+
+
+def test_task_error_names_worker(notebooks, options):
+    finished: list[SubmissionResult] = []
+    # grade_submission raises on an unknown sandbox mode before it reads the notebook,
+    # so the task itself fails on the worker.
+    broken = dataclasses.replace(options, sandbox="no-such-mode")
+
+    run_on_dask(notebooks[:1], broken, None, finished.append, workers=1)
+
+    assert len(finished) == 1
+    assert finished[0].status == GRADER_ERROR
+    assert "ValueError" in finished[0].reason
+    assert "on Dask worker tcp://127.0.0.1:" in finished[0].reason
+
+
+def test_failures_retried_once(notebooks, options, tmp_path, monkeypatch):
+    attempts = tmp_path / "attempts"
+    attempts.mkdir()
+
+    # A nested function is pickled by value, so the workers run it without importing
+    # this test module.
+    def grade_or_fail(task, setup):
+        with open(attempts / task.student, "a") as stream:
+            stream.write("attempt\n")
+        if task.student == "dies":
+            time.sleep(1)  # lets the client fetch the other results before the worker dies
+            os._exit(3)
+        if task.student == "raises":
+            raise RuntimeError("broken on purpose")
+        result = SubmissionResult(student=task.student, source=task.file_name, status=GRADED)
+        return GradedNotebook(result, None)
+
+    monkeypatch.setattr(dask_executor, "grade_on_worker", grade_or_fail)
+    path = notebooks[0].path
+    todo = [Submission("works", path), Submission("raises", path), Submission("dies", path)]
+    finished: list[SubmissionResult] = []
+
+    run_on_dask(todo, options, None, finished.append, workers=2)
+
+    by_student = {result.student: result for result in finished}
+    assert sorted(by_student) == ["dies", "raises", "works"]
+    assert by_student["works"].status == GRADED
+    assert by_student["dies"].status == GRADER_ERROR
+    assert "died" in by_student["dies"].reason
+    assert by_student["raises"].status == GRADER_ERROR
+    assert "RuntimeError: broken on purpose" in by_student["raises"].reason
+    assert (attempts / "dies").read_text().count("attempt") == 2
+    assert (attempts / "raises").read_text().count("attempt") == 2
+    assert (attempts / "works").read_text().count("attempt") == 1
+
+
+def test_unreachable_scheduler_raises(notebooks, options):
+    started = time.monotonic()
+    with pytest.raises(DaskClusterError, match="cannot connect to the Dask scheduler at tcp://127.0.0.1:1"):
+        run_on_dask(notebooks, options, "tcp://127.0.0.1:1", lambda result: None, connect_timeout=2)
+    assert time.monotonic() - started < 15
+
+
+def test_invalid_scheduler_address_raises(notebooks, options):
+    with pytest.raises(DaskClusterError, match="missing port number"):
+        run_on_dask(notebooks, options, "127.0.0.1", lambda result: None, connect_timeout=2)
+
+
+def test_missing_distributed_raises(notebooks, options, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
+    with pytest.raises(DaskUnavailableError, match=r"pip install 'ex5-grader\[dask\]'"):
+        run_on_dask(notebooks, options, None, lambda result: None)
+
+
+def test_empty_todo_starts_nothing(options, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    run_on_dask([], options, None, lambda result: None)
