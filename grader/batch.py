@@ -38,7 +38,7 @@ class BatchError(Exception):
 
 @dataclass(frozen=True)
 class BatchSettings:
-    """How a batch runs: worker count, reuse of earlier results, and where data lives."""
+    """Batch settings: worker count, reuse of earlier results, data, roster and sandbox."""
 
     data_dir: Path
     workers: int = 0  # 0 means one per CPU core

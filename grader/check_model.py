@@ -244,7 +244,7 @@ def _kind_from_name(name: str) -> str:
 
 
 class TableProblem(Exception):
-    """The student's layer table cannot be read; the message says why."""
+    """The student's layer table cannot be read; the message explains why."""
 
 
 def _int(value: Any, what: str) -> int:

@@ -36,7 +36,7 @@ from .sandbox import ProcessWatchdog, Sandbox, SandboxLimits, wrap_command
 log = logging.getLogger(__name__)
 
 PROBE_SOURCE = (Path(__file__).parent / "probe.py").read_text(encoding="utf-8")
-# Seconds a kernel may take to start, and to answer after an interrupted cell.
+# Seconds a kernel may take to start, and to reply after an interrupted cell.
 STARTUP_TIMEOUT = 60
 INTERRUPT_GRACE = 10
 PROBE_TIMEOUT = 120
@@ -63,7 +63,7 @@ class _GraderKernelSpecs(KernelSpecManager):
 
 @dataclass(frozen=True)
 class ExecutionConfig:
-    """What the kernel needs: limits, threads, the MNIST copy and the names to read."""
+    """Kernel settings: limits, threads, sandbox, the MNIST copy and the names to read."""
 
     cell_timeout: float
     notebook_timeout: float
@@ -149,7 +149,7 @@ def _probe_call(function: str, config: dict[str, Any]) -> str:
 
 
 async def _wait_until_idle(client: NotebookClient, timeout: float) -> bool:
-    """Return whether the kernel answers a kernel_info request within ``timeout``."""
+    """Return whether the kernel replies to a kernel_info request within ``timeout``."""
     try:
         await asyncio.wait_for(client.kc.kernel_info(reply=True, timeout=timeout), timeout + 1)
         return True
@@ -207,7 +207,7 @@ class _Stop(Exception):
 
 @dataclass
 class _Progress:
-    """Where a notebook run stands across kernel restarts."""
+    """Progress of a notebook run across kernel restarts."""
 
     started: float
     next_index: int = 0

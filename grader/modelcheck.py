@@ -264,7 +264,7 @@ def inspect_archive(program: Any) -> dict[str, Any]:
 
 
 class _Service:
-    """Answer inspect and train requests, keeping the last loaded archive."""
+    """Serve inspect and train requests, keeping the last loaded archive."""
 
     def __init__(self) -> None:
         self._loaded: tuple[str, Any] | None = None
@@ -380,7 +380,7 @@ class ModelChecker:
 
 
 def serve() -> None:
-    """Answer JSON-line requests from standard input until it closes."""
+    """Serve JSON-line requests from standard input until it closes."""
     import warnings
 
     warnings.filterwarnings("ignore")

@@ -88,7 +88,7 @@ _checker: tuple[ModelChecker, Path, tuple[Any, ...]] | None = None
 
 def model_checker(options: GradeOptions) -> tuple[ModelChecker, Path]:
     """Return this process's model check service and its working folder, started on
-    first use. The folder holds a copy of the MNIST files and each archive to check.
+    first use. The folder contains a copy of the MNIST files and each archive to check.
 
     A later batch in the same process with other data, sandbox or limits gets a new one.
     """

@@ -20,7 +20,7 @@ _MAX_DEPTH = 6
 def setup(config):
     """Point every ``torchvision.datasets.MNIST`` root at the grader's data copy.
 
-    ``config`` holds ``raw_dir`` (a folder with the four uncompressed IDX files),
+    ``config`` contains ``raw_dir`` (a folder with the four uncompressed IDX files),
     ``train_images`` (how many training images the notebook sees; 0 for all) and
     ``threads`` (torch CPU threads).
     """
@@ -223,7 +223,7 @@ def _export_model(cls, config, report):
 def extract(config):
     """Write the graded names and the exported model to the files named in ``config``.
 
-    ``config`` holds ``names`` (graded name to accepted names, in order),
+    ``config`` contains ``names`` (graded name to accepted names, in order),
     ``class_names`` (accepted names of the model class), ``archive`` and ``output``
     (file paths in the working folder) and ``batch_size``.
     """

@@ -15,7 +15,7 @@ import numpy as np
 
 
 class ValueProblem(Exception):
-    """A value cannot be read as numbers of the expected shape; the message says why."""
+    """A value cannot be read as numbers of the expected shape; the message explains why."""
 
 
 @dataclass(frozen=True)
