@@ -234,7 +234,12 @@ def _grade_all(client: Client, todo: list[Submission], setup: WorkerSetup,
     completed = distributed.as_completed()
 
     def send_more() -> None:
-        limit = max(1, sum(client.nthreads().values()))
+        try:
+            limit = max(1, sum(client.nthreads().values()))
+        except OSError as error:
+            _fail_unsent(queue, options, f"the connection to the Dask scheduler was lost: {error}",
+                         finish)
+            return
         while queue and len(running) < limit:
             submission = queue.popleft()
             try:
@@ -260,6 +265,14 @@ def _grade_all(client: Client, todo: list[Submission], setup: WorkerSetup,
         send_more()
 
 
+def _fail_unsent(queue: deque[Submission], options: GradeOptions, reason: str,
+                 finish: Callable[[SubmissionResult], None]) -> None:
+    """Finish every submission not yet sent as a grader-error, so a rerun grades it."""
+    log.error("%d submissions were not graded: %s", len(queue), reason)
+    while queue:
+        finish(_failed_result(queue.popleft(), options.rubric, f"not graded: {reason}"))
+
+
 def _read_task(submission: Submission) -> NotebookTask:
     if submission.path is None:
         raise FileNotFoundError(2, "no notebook file")
@@ -276,15 +289,20 @@ def _collect(future: Future, submission: Submission, options: GradeOptions) -> S
         reason = (f"every Dask worker that ran this submission died ({error.allowed_failures + 1} "
                   f"tries, the last on {error.last_worker.address}); see that worker's log")
     except WorkerTaskError as error:
-        reason = f"grading failed {error}"
+        reason = _one_line(f"grading failed {error}")
     except Exception as error:  # cancelled, lost scheduler, unreadable result
-        reason = f"grading failed on the Dask cluster: {type(error).__name__}: {error}"
+        reason = _one_line(f"grading failed on the Dask cluster: {type(error).__name__}: {error}")
     else:
         if graded.executed is not None and options.executed_dir is not None:
             _write_atomic(options.executed_dir / f"{submission.student}.ipynb", graded.executed)
         return graded.result
     log.error("grading %s failed: %s", submission.student, reason)
     return _failed_result(submission, options.rubric, reason)
+
+
+def _one_line(text: str) -> str:
+    """Join the lines of an error message, because a reason is one gradebook cell."""
+    return " ".join(text.split())
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -327,7 +345,7 @@ def grade_on_worker(task: NotebookTask, setup: WorkerSetup) -> GradedNotebook:
         raise WorkerTaskError(worker.address, f"{type(error).__name__}: {error}") from error
 
 
-# The reference module copy of each rubric digest in this worker process.
+# This worker process's copies of reference modules, by SHA-256 of their source.
 _reference_copies: dict[str, Path] = {}
 
 
@@ -356,8 +374,8 @@ def _reference_copy(setup: WorkerSetup) -> Path:
     digest = hashlib.sha256(setup.reference_source).hexdigest()
     path = _reference_copies.get(digest)
     if path is None:
-        # NOTE: the copy stays until the worker's temporary folder is cleaned, because
-        # reference_layers caches the expected layers by this path.
+        # NOTE: the copy is never deleted, because reference_layers caches the expected
+        # layers by its path. That is one small file per worker process and module.
         path = Path(tempfile.mkdtemp(prefix="grader-reference-")) / setup.reference_name
         path.write_bytes(setup.reference_source)
         _reference_copies[digest] = path

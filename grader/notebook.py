@@ -59,12 +59,17 @@ def read_notebook(path: Path) -> tuple[nbformat.NotebookNode, list[str]]:
         raise NotebookProblem(f"nbformat {major!r} is not supported; save the notebook as format 4")
     if major == 3:
         notes.append("The notebook was in format 3 and was upgraded to format 4.")
+    else:
+        _check_cell_list(data.get("cells"))
     try:
         notebook = nbformat.reads(json.dumps(data), as_version=4)
     except Exception as error:  # nbformat raises many types for malformed documents
         raise NotebookProblem(f"the notebook structure is invalid: {error}") from error
     fixed = _repair_cells(notebook)
-    changes, repaired = normalize(notebook, version=4, strip_invalid_metadata=True)
+    try:
+        changes, repaired = normalize(notebook, version=4, strip_invalid_metadata=True)
+    except Exception as error:  # nbformat's validator raises many types on broken documents
+        raise NotebookProblem(f"the notebook structure is invalid: {type(error).__name__}: {error}") from error
     if fixed or changes:
         notes.append(f"{fixed + changes} invalid or missing notebook fields were repaired.")
     notebook = nbformat.from_dict(repaired)
@@ -73,12 +78,24 @@ def read_notebook(path: Path) -> tuple[nbformat.NotebookNode, list[str]]:
     return notebook, notes
 
 
+def _check_cell_list(cells: object) -> None:
+    if not isinstance(cells, list):
+        raise NotebookProblem("the notebook has no list of cells")
+    for number, cell in enumerate(cells, start=1):
+        if not isinstance(cell, dict):
+            raise NotebookProblem(f"cell {number} of the notebook is not a JSON object")
+
+
 def _repair_cells(notebook: nbformat.NotebookNode) -> int:
     """Add missing cell fields and replace missing, null or duplicate cell ids; return
     how many fields changed. Only the grader's copy changes, never the submission."""
     fixed = 0
     seen: set[str] = set()
     for cell in notebook.cells:
+        if cell.get("cell_type") not in ("code", "markdown", "raw"):
+            # A cell with outputs was a code cell; anything else is kept as raw text.
+            cell["cell_type"] = "code" if "outputs" in cell else "raw"
+            fixed += 1
         if not isinstance(cell.get("metadata"), dict):
             cell["metadata"] = {}
             fixed += 1

@@ -155,3 +155,70 @@ def test_missing_distributed_raises(notebooks, options, monkeypatch):
 def test_empty_todo_starts_nothing(options, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     run_on_dask([], options, None, lambda result: None)
+
+
+def test_worker_rejects_other_data(options, tmp_path):
+    setup = dataclasses.replace(dask_executor._worker_setup(options), data_sha256="0" * 64)
+    with pytest.raises(dask_executor.WorkerSetupError, match="MNIST files"):
+        dask_executor._worker_options(setup, tmp_path)
+
+
+def test_worker_rejects_other_version(options, tmp_path, monkeypatch):
+    setup = dataclasses.replace(dask_executor._worker_setup(options), grader_version="0.0.1")
+    monkeypatch.setattr(dask_executor, "_grader_version", lambda: "9.9.9")
+    with pytest.raises(dask_executor.WorkerSetupError, match="runs ex5-grader 9.9.9"):
+        dask_executor._worker_options(setup, tmp_path)
+
+
+def test_worker_options_use_local_copies(options, tmp_path):
+    setup = dask_executor._worker_setup(options)
+    worker_options = dask_executor._worker_options(setup, tmp_path)
+    reference = worker_options.rubric.reference_module
+    assert reference != options.rubric.reference_module
+    assert reference.read_bytes() == options.rubric.reference_module.read_bytes()
+    assert worker_options.rubric.digest == options.rubric.digest
+    assert worker_options.data_dir == BUILTIN_DIR
+    assert worker_options.cache_dir == tmp_path / "grader-training-cache"
+    assert worker_options.executed_dir is None
+    assert dask_executor._worker_options(setup, tmp_path).rubric.reference_module == reference
+
+
+def test_lost_scheduler_fails_the_rest(notebooks, options, monkeypatch):
+    from distributed import LocalCluster
+
+    def grade_quickly(task, setup):
+        result = SubmissionResult(student=task.student, source=task.file_name, status=GRADED)
+        return GradedNotebook(result, None)
+
+    monkeypatch.setattr(dask_executor, "grade_on_worker", grade_quickly)
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                           host="127.0.0.1", dashboard_address="127.0.0.1:0")
+    finished: list[SubmissionResult] = []
+
+    def finish(result: SubmissionResult) -> None:
+        finished.append(result)
+        if len(finished) == 1:
+            cluster.close()  # the scheduler goes away after the first result
+
+    path = notebooks[0].path
+    todo = [Submission(name, path) for name in ("first", "second", "third")]
+    try:
+        run_on_dask(todo, options, cluster.scheduler_address, finish, connect_timeout=2)
+    finally:
+        cluster.close()
+
+    assert [result.student for result in finished] == ["first", "second", "third"]
+    assert finished[0].status == GRADED
+    for result in finished[1:]:
+        assert result.status == GRADER_ERROR
+        assert "connection to the Dask scheduler was lost" in result.reason
+
+
+def test_scheduler_without_workers_raises(notebooks, options, monkeypatch):
+    from distributed import LocalCluster
+
+    monkeypatch.setattr(dask_executor, "WORKER_WAIT_SECONDS", 1.0)
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster:
+        with pytest.raises(DaskClusterError, match="has no workers after 1 s"):
+            run_on_dask(notebooks, options, cluster.scheduler_address, lambda result: None)

@@ -67,3 +67,22 @@ def test_cap_outputs_shortens_long_streams():
     assert cap_outputs(notebook) == 1
     assert len(notebook.cells[0].outputs[0].text) < 21_000
     assert notebook.cells[0].outputs[0].text.endswith("[output cut by the grader]\n")
+
+
+def test_cell_without_type_is_repaired(tmp_path):
+    data = json.loads(good_notebook())
+    del data["cells"][0]["cell_type"]
+    notebook, notes = read_notebook(write(tmp_path, json.dumps(data)))
+    assert notebook.cells[0].cell_type == "code"
+    assert notes == ["1 invalid or missing notebook fields were repaired."]
+
+
+@pytest.mark.parametrize("cells, reason", [
+    ({"a": 1}, "no list of cells"),
+    ([1, 2], "not a JSON object"),
+])
+def test_broken_cell_lists_rejected(tmp_path, cells, reason):
+    data = json.loads(good_notebook())
+    data["cells"] = cells
+    with pytest.raises(NotebookProblem, match=reason):
+        read_notebook(write(tmp_path, json.dumps(data)))
