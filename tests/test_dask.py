@@ -73,7 +73,7 @@ def test_dask_equals_local(notebooks, options, tmp_path):
     assert {pid for _, pid in finished} == {os.getpid()}
 
     assert by_student["gone"].status == GRADER_ERROR
-    assert "cannot read the notebook" in by_student["gone"].reason
+    assert "reading the notebook" in by_student["gone"].reason
     assert by_student["gone"].total == 0
 
     for submission in notebooks:
@@ -136,13 +136,14 @@ def test_failures_retried_once(notebooks, options, tmp_path, monkeypatch):
 
 def test_unreachable_scheduler_raises(notebooks, options):
     started = time.monotonic()
-    with pytest.raises(DaskClusterError, match="cannot connect to the Dask scheduler at tcp://127.0.0.1:1"):
+    expected = "connecting to the Dask scheduler at tcp://127.0.0.1:1 failed: Timed out"
+    with pytest.raises(DaskClusterError, match=expected):
         run_on_dask(notebooks, options, "tcp://127.0.0.1:1", lambda result: None, connect_timeout=2)
     assert time.monotonic() - started < 15
 
 
 def test_invalid_scheduler_address_raises(notebooks, options):
-    with pytest.raises(DaskClusterError, match="missing port number"):
+    with pytest.raises(DaskClusterError, match="invalid Dask scheduler address '127.0.0.1'"):
         run_on_dask(notebooks, options, "127.0.0.1", lambda result: None, connect_timeout=2)
 
 

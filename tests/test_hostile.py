@@ -44,6 +44,20 @@ CASES = {
         TABLE,
         "print('5.3.i.conv 2/2 points\\nTotal: 20/20')",
     ],
+    # A patched traceback display hides errors; failures come from the execute reply.
+    "hidden_traceback": [IMPORTS, ANSWERS, CONVNET,
+                         "from IPython import get_ipython\n"
+                         "get_ipython().showtraceback = lambda *args, **kwargs: None",
+                         "raise ValueError('hidden')", TABLE],
+    # A DataLoader with worker processes works inside the sandbox.
+    "dataloader_workers": [IMPORTS, ANSWERS, CONVNET, TABLE,
+                           "from torch.utils.data import DataLoader, TensorDataset\n"
+                           "loader = DataLoader(TensorDataset(torch.zeros(8, 1)), batch_size=2, "
+                           "num_workers=2)\nbatches = sum(1 for _ in loader)\nassert batches == 4"],
+    # Hundreds of processes: the kernel is stopped and replaced.
+    "many_processes": [IMPORTS, ANSWERS, CONVNET, TABLE,
+                       "import subprocess\nchildren = [subprocess.Popen(['sleep', '30']) "
+                       "for _ in range(300)]\nimport time\ntime.sleep(3)"],
     # The graded class name is rebound after the class definition.
     "class_rebound": [IMPORTS, ANSWERS, CONVNET, TABLE, "ConvNet = None"],
     # Code written for a GPU.
@@ -113,7 +127,8 @@ def points(document):
 
 
 @pytest.mark.parametrize("name", ["os_exit", "swallows_interrupt", "input_call", "sys_exit",
-                                  "cuda_device", "orphan_process"])
+                                  "cuda_device", "orphan_process", "hidden_traceback",
+                                  "dataloader_workers", "many_processes"])
 def test_graded_despite_failure(graded, name):
     document = graded(name)
     assert document["status"] == "graded"
@@ -188,3 +203,19 @@ def test_sandbox_blocks_attempt(graded, name):
 def test_planted_file_absent(graded):
     assert graded("writes_outside")["status"] == "graded"
     assert not (graded.out / "planted.txt").exists()
+
+
+def test_hidden_traceback_still_reported(graded):
+    cells = graded("hidden_traceback")["cells"]
+    assert [cell["outcome"] for cell in cells] == ["error"]
+    assert cells[0]["index"] == 5
+
+
+def test_dataloader_workers_run(graded):
+    assert graded("dataloader_workers")["cells"] == []
+
+
+def test_many_processes_stop_kernel(graded):
+    document = graded("many_processes")
+    assert [cell["outcome"] for cell in document["cells"]] == ["dead-kernel"]
+    assert "more than 256 processes" in document["cells"][0]["error_value"]

@@ -86,3 +86,36 @@ def test_broken_cell_lists_rejected(tmp_path, cells, reason):
     data["cells"] = cells
     with pytest.raises(NotebookProblem, match=reason):
         read_notebook(write(tmp_path, json.dumps(data)))
+
+
+def test_duplicate_and_null_ids_replaced(tmp_path):
+    data = json.loads(nbformat.writes(new_notebook(cells=[new_code_cell("a = 1"), new_code_cell("b = 2"),
+                                                          new_code_cell("c = 3")])))
+    data["cells"][1]["id"] = data["cells"][0]["id"]
+    data["cells"][2]["id"] = None
+    notebook, _ = read_notebook(write(tmp_path, json.dumps(data)))
+    ids = [cell.id for cell in notebook.cells]
+    assert len(set(ids)) == 3
+    assert all(isinstance(cell_id, str) and cell_id for cell_id in ids)
+
+
+def test_foreign_metadata_and_unknown_keys_accepted(tmp_path):
+    data = json.loads(good_notebook())
+    data["metadata"] = {
+        "kernelspec": {"name": "ir", "display_name": "R", "language": "R"},
+        "colab": {"provenance": []},
+        "widgets": {"application/vnd.jupyter.widget-state+json": {"state": {}}},
+        "vscode": {"interpreter": {"hash": "abc"}},
+    }
+    data["cells"][0]["metadata"] = {"collapsed": False, "id": "colab-cell", "outputId": "x"}
+    data["unknown_top_level"] = 1
+    notebook, _ = read_notebook(write(tmp_path, json.dumps(data)))
+    assert notebook.cells[0].source == "x = 1"
+
+
+def test_oversized_file_rejected(tmp_path, monkeypatch):
+    import grader.notebook
+
+    monkeypatch.setattr(grader.notebook, "MAX_NOTEBOOK_BYTES", 1000)
+    with pytest.raises(NotebookProblem, match="over the limit"):
+        read_notebook(write(tmp_path, good_notebook() + " " * 2000))
