@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import tempfile
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Callable
 
 from . import results
 from .ingest import IngestError, Submission, collect_submissions
+from .overview import write_overview
 from .pipeline import GradeOptions, grade_submission
 from .report import write_feedback, write_gradebook, write_result
 from .results import SubmissionResult
@@ -145,6 +147,7 @@ def grade_batch(
 def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, settings: BatchSettings,
                  hidden: tuple[Path, ...], on_result: ResultCallback | None) -> list[SubmissionResult]:
 
+    started = time.monotonic()
     workers = min(settings.workers or default_workers(), len(found))
     options = GradeOptions(
         rubric=rubric,
@@ -190,4 +193,6 @@ def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, setting
             finish(grade_submission(submission.path, submission.student, options))
     else:
         _run_parallel(todo, options, workers, finish)
-    return [finished[submission.student] for submission in found]
+    ordered = [finished[submission.student] for submission in found]
+    write_overview(ordered, rubric, out_dir, time.monotonic() - started)
+    return ordered

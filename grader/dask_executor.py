@@ -6,8 +6,8 @@ on every worker. Workers need no shared file system, because each task carries
 what grading reads from the client machine:
 
 - the notebook's bytes, written to a temporary file on the worker;
-- the rubric's reference module source, written once per worker process, because
-  ``grade_submission`` imports it to get the expected layers;
+- the rubric's reference module source, written once into the worker's local
+  directory, because ``grade_submission`` imports it to get the expected layers;
 - a SHA-256 digest of the MNIST files. The worker uses its own copy of the built-in
   sample, or the same path as the client for a ``--data`` folder, and a task fails
   when the digest differs, so every worker grades against the same data.
@@ -27,6 +27,7 @@ Dask is optional: ``distributed`` is imported only when ``run_on_dask`` runs.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.metadata
 import logging
@@ -67,11 +68,12 @@ class DaskUnavailableError(BatchError):
 
 
 class DaskClusterError(BatchError):
-    """The Dask scheduler cannot be reached, or no worker joined it in time."""
+    """The Dask scheduler address is invalid or unreachable, or no worker joined in time."""
 
 
 class WorkerSetupError(Exception):
-    """A worker cannot grade like the client: another grader version or other MNIST files."""
+    """A worker cannot grade like the client: more than one thread, another grader
+    version or other MNIST files."""
 
 
 class WorkerTaskError(Exception):
@@ -88,11 +90,12 @@ class WorkerTaskError(Exception):
 
 @dataclass(frozen=True)
 class WorkerSetup:
-    """What every task needs besides its notebook; the same for the whole batch."""
+    """The part of every task that is the same for the whole batch: the grading
+    options, the reference module and the values a worker checks before grading."""
 
     options: GradeOptions  # with executed_dir and cache_dir set to None
-    reference_name: str  # file name of the rubric's reference module
-    reference_source: bytes
+    reference_name: str  # file name of the rubric's reference module, "" without one
+    reference_source: bytes | None  # None for a self-check kit, which has no module
     builtin_data: bool  # the client grades with the built-in MNIST sample
     data_sha256: str  # data_digest of the client's MNIST folder
     grader_version: str  # installed ex5-grader version, "" when not installed
@@ -133,8 +136,8 @@ def run_on_dask(
     file cannot be read or whose task fails becomes a ``grader-error`` result.
 
     Raises DaskUnavailableError when ``distributed`` is missing, and DaskClusterError
-    when the scheduler does not accept a connection within ``connect_timeout``
-    seconds or has no worker after WORKER_WAIT_SECONDS.
+    when ``scheduler`` is invalid, does not accept a connection within
+    ``connect_timeout`` seconds, or has no worker after WORKER_WAIT_SECONDS.
     """
     if not todo:
         return
@@ -172,19 +175,25 @@ def _connect(scheduler: str | None, workers: int, connect_timeout: float) -> Ite
     log.info("connecting to the Dask scheduler at %s", scheduler)
     try:
         client = distributed.Client(scheduler, timeout=connect_timeout)
-    except (OSError, ValueError) as error:
+    except ValueError as error:
         raise DaskClusterError(
-            f"cannot connect to the Dask scheduler at {scheduler} within {connect_timeout:g} s: "
-            f"{error}. Check the address, and that `dask scheduler` runs there and accepts "
-            "connections from this machine."
+            f"invalid Dask scheduler address {scheduler!r}: {error}. "
+            "Use the form tcp://HOST:8786."
+        ) from error
+    except OSError as error:
+        raise DaskClusterError(
+            f"connecting to the Dask scheduler at {scheduler} failed: {error}. Check the "
+            "address, and that `dask scheduler` runs there and accepts connections from "
+            "this machine."
         ) from error
     with client:
         try:
             client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
         except TimeoutError as error:
             raise DaskClusterError(
-                f"the Dask scheduler at {scheduler} has no workers after {WORKER_WAIT_SECONDS:g} s. "
-                f"Start them with `dask worker {scheduler} --nworkers N --nthreads 1`."
+                f"the Dask scheduler at {scheduler} has no workers after "
+                f"{WORKER_WAIT_SECONDS:g} s. Start them with "
+                f"`dask worker {scheduler} --nworkers N --nthreads 1`."
             ) from error
         _log_cluster(client)
         yield client
@@ -210,8 +219,8 @@ def _worker_setup(options: GradeOptions) -> WorkerSetup:
     reference = options.rubric.reference_module
     return WorkerSetup(
         options=replace(options, executed_dir=None, cache_dir=None),
-        reference_name=reference.name,
-        reference_source=reference.read_bytes(),
+        reference_name=reference.name if reference is not None else "",
+        reference_source=reference.read_bytes() if reference is not None else None,
         builtin_data=options.data_dir.resolve() == BUILTIN_DIR.resolve(),
         data_sha256=data_digest(options.data_dir),
         grader_version=_grader_version(),
@@ -245,8 +254,8 @@ def _grade_all(client: Client, todo: list[Submission], setup: WorkerSetup,
             try:
                 task = _read_task(submission)
             except OSError as error:
-                reason = f"cannot read the notebook {submission.path}: {error.strerror or error}"
-                log.error("grading %s failed: %s", submission.student, reason)
+                reason = f"reading the notebook {submission.path} failed: {error.strerror or error}"
+                log.error("submission %s: %s", submission.student, reason)
                 finish(_failed_result(submission, options.rubric, reason))
                 continue
             future = client.submit(grade_on_worker, task, setup, retries=1, pure=False,
@@ -275,7 +284,7 @@ def _fail_unsent(queue: deque[Submission], options: GradeOptions, reason: str,
 
 def _read_task(submission: Submission) -> NotebookTask:
     if submission.path is None:
-        raise FileNotFoundError(2, "no notebook file")
+        raise FileNotFoundError(errno.ENOENT, "no notebook file")
     return NotebookTask(student=submission.student, file_name=submission.path.name,
                         notebook=submission.path.read_bytes())
 
@@ -296,7 +305,7 @@ def _collect(future: Future, submission: Submission, options: GradeOptions) -> S
         if graded.executed is not None and options.executed_dir is not None:
             _write_atomic(options.executed_dir / f"{submission.student}.ipynb", graded.executed)
         return graded.result
-    log.error("grading %s failed: %s", submission.student, reason)
+    log.error("submission %s: %s", submission.student, reason)
     return _failed_result(submission, options.rubric, reason)
 
 
@@ -327,17 +336,24 @@ def grade_on_worker(task: NotebookTask, setup: WorkerSetup) -> GradedNotebook:
 
     worker = get_worker()
     try:
-        options = _worker_options(setup, Path(worker.local_directory))
-        with tempfile.TemporaryDirectory(prefix="grader-dask-") as temporary:
+        if worker.state.nthreads != 1:
+            # The model check process of a worker process serves one request at a
+            # time, so two tasks in threads of one process would mix their requests.
+            raise WorkerSetupError(
+                f"this worker runs {worker.state.nthreads} threads; start it with "
+                "`dask worker ... --nthreads 1`"
+            )
+        local_directory = Path(worker.local_directory)
+        options = _worker_options(setup, local_directory)
+        tasks_dir = local_directory / "grader-tasks"
+        tasks_dir.mkdir(exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"{task.student}-", dir=tasks_dir) as temporary:
             folder = Path(temporary)
             path = folder / "submission" / task.file_name
             path.parent.mkdir()
             path.write_bytes(task.notebook)
             executed_dir = folder / "executed"
-            # Student code must not see the notebook copy, the worker's own solutions
-            # folder or the worker's spill files, which can hold other notebooks.
-            hidden = (*options.hidden, folder, DEFAULT_RUBRIC.parent, Path(worker.local_directory))
-            options = replace(options, executed_dir=executed_dir, hidden=hidden)
+            options = replace(options, executed_dir=executed_dir)
             result = grade_submission(path, task.student, options)
             executed = executed_dir / f"{task.student}.ipynb"
             return GradedNotebook(result, executed.read_bytes() if executed.is_file() else None)
@@ -345,13 +361,14 @@ def grade_on_worker(task: NotebookTask, setup: WorkerSetup) -> GradedNotebook:
         raise WorkerTaskError(worker.address, f"{type(error).__name__}: {error}") from error
 
 
-# This worker process's copies of reference modules, by SHA-256 of their source.
-_reference_copies: dict[str, Path] = {}
-
-
 def _worker_options(setup: WorkerSetup, local_directory: Path) -> GradeOptions:
-    """Return the options for this worker: its own MNIST folder, reference copy and
-    training cache. Raise WorkerSetupError when it would grade differently."""
+    """Return the options for this worker: its own MNIST folder, reference copy,
+    training cache and hidden folders. Raise WorkerSetupError when it would grade
+    differently.
+
+    The options are the same for every task of a batch on this worker, because
+    ``grade_submission`` starts a new model check process when they change.
+    """
     version = _grader_version()
     if setup.grader_version and version and version != setup.grader_version:
         raise WorkerSetupError(
@@ -365,18 +382,24 @@ def _worker_options(setup: WorkerSetup, local_directory: Path) -> GradeOptions:
             f"the MNIST files in {data_dir} on this worker are missing or differ from the "
             "client's; copy the client's data folder to the same path on every worker"
         )
-    rubric = replace(options.rubric, reference_module=_reference_copy(setup))
-    cache_dir = local_directory / "grader-training-cache"
-    return replace(options, rubric=rubric, data_dir=data_dir, cache_dir=cache_dir)
+    rubric = options.rubric
+    if setup.reference_source is not None:
+        reference = _reference_copy(setup.reference_name, setup.reference_source, local_directory)
+        rubric = replace(rubric, reference_module=reference)
+    # Student code must not see the worker's local directory, which contains the task
+    # folders with the notebook copies and Dask's spilled task data, nor the solutions
+    # folder of the grader installed on the worker.
+    hidden = (*options.hidden, local_directory, DEFAULT_RUBRIC.parent)
+    return replace(options, rubric=rubric, data_dir=data_dir, hidden=hidden,
+                   cache_dir=local_directory / "grader-training-cache")
 
 
-def _reference_copy(setup: WorkerSetup) -> Path:
-    digest = hashlib.sha256(setup.reference_source).hexdigest()
-    path = _reference_copies.get(digest)
-    if path is None:
-        # NOTE: the copy is never deleted, because reference_layers caches the expected
-        # layers by its path. That is one small file per worker process and module.
-        path = Path(tempfile.mkdtemp(prefix="grader-reference-")) / setup.reference_name
-        path.write_bytes(setup.reference_source)
-        _reference_copies[digest] = path
+def _reference_copy(name: str, source: bytes, local_directory: Path) -> Path:
+    """Write ``source`` once into a folder named by its SHA-256 and return its path.
+    The path stays the same, so reference_layers computes the expected layers once."""
+    digest = hashlib.sha256(source).hexdigest()
+    path = local_directory / "grader-reference" / digest[:16] / name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(source)
     return path

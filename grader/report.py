@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -36,10 +36,67 @@ def write_result(result: SubmissionResult, out_dir: Path) -> Path:
     return path
 
 
+CHART_WIDTH = 520
+CHART_HEIGHT = 180
+_MARGIN = 40
+
+
+def training_chart(curve: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Return SVG polyline coordinates for the loss and accuracy curve, or None without data.
+
+    Loss is scaled to its maximum, accuracy to [0, 1]; both share the step axis.
+    """
+    points = [p for p in curve if p.get("loss") is not None and p.get("accuracy") is not None]
+    if len(points) < 2:
+        return None
+    first, last = points[0]["step"], points[-1]["step"]
+    top_loss = max(p["loss"] for p in points) or 1.0
+    inner_width = CHART_WIDTH - 2 * _MARGIN
+    inner_height = CHART_HEIGHT - 2 * _MARGIN
+
+    def x(step: float) -> float:
+        return round(_MARGIN + (step - first) / max(1, last - first) * inner_width, 1)
+
+    def y(fraction: float) -> float:
+        return round(_MARGIN + (1 - fraction) * inner_height, 1)
+
+    return {
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "loss": " ".join(f"{x(p['step'])},{y(p['loss'] / top_loss)}" for p in points),
+        "accuracy": " ".join(f"{x(p['step'])},{y(p['accuracy'])}" for p in points),
+        "top_loss": round(top_loss, 3),
+        "first_step": first,
+        "every": points[1]["step"] - points[0]["step"],
+        "last_step": last,
+        "final_loss": points[-1]["loss"],
+        "final_accuracy": points[-1]["accuracy"],
+        "left": _MARGIN,
+        "right": CHART_WIDTH - _MARGIN,
+        "top": _MARGIN,
+        "bottom": CHART_HEIGHT - _MARGIN,
+    }
+
+
+def first_layer_mismatch(result: SubmissionResult) -> int | None:
+    """Return the index of the first layer row that differs from the expected one."""
+    rows = max(len(result.layers), len(result.expected_layers))
+    for index in range(rows):
+        if index >= len(result.layers) or index >= len(result.expected_layers):
+            return index
+        mine, want = result.layers[index], result.expected_layers[index]
+        if (mine["kind"], mine["shape"]) != (want["kind"], want["shape"]) or \
+                mine["params"] != want.get("params", mine["params"]):
+            return index
+    return None
+
+
 def render_feedback(result: SubmissionResult, rubric: Rubric, executed_link: str | None) -> str:
     """Render the student's feedback page as one self-contained HTML document."""
     template = _environment.get_template("feedback.html")
-    return template.render(result=result, rubric=rubric, executed_link=executed_link)
+    return template.render(result=result, rubric=rubric, executed_link=executed_link,
+                           chart=training_chart(result.training.get("curve", [])),
+                           first_mismatch=first_layer_mismatch(result) if result.layers else None)
 
 
 def write_feedback(result: SubmissionResult, rubric: Rubric, out_dir: Path) -> Path:
