@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
+from .export import ExportError
 from .batch import BatchError, BatchSettings, default_workers, grade_batch
 from .mnist import BUILTIN_DIR, DataError, load_arrays
 from .results import SubmissionResult
@@ -124,6 +125,14 @@ def _parser() -> argparse.ArgumentParser:
                     "no solution code and no reference values")
     kit.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC, help="the instructor's rubric")
     kit.add_argument("--out", type=Path, required=True, help="folder to write the kit to")
+    export = commands.add_parser("export", help="write LMS import files from a finished run")
+    export.add_argument("out", type=Path, help="the --out folder of a finished `grader grade` run")
+    export.add_argument("--format", choices=("full", "moodle", "canvas", "ilias"), default="full",
+                        help="column layout: full per-item CSV (default) or an LMS import file")
+    export.add_argument("--assignment", default="Exercise 5",
+                        help="assignment column name for the Canvas import (default: %(default)s)")
+    export.add_argument("--roster", type=Path,
+                        help="CSV whose first column is the student id; its columns are added")
     return parser
 
 
@@ -178,6 +187,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_check(arguments, printer)
         if arguments.command == "kit":
             return _run_kit(arguments, printer)
+        if arguments.command == "export":
+            from .export import write_export
+
+            path = write_export(arguments.out, arguments.format, arguments.assignment,
+                                arguments.roster)
+            printer.line(f"Wrote {path}")
+            return 0
         rubric = load_rubric(arguments.rubric)
         load_arrays(arguments.data)  # fail before the batch when the data is unusable
         settings = BatchSettings(data_dir=arguments.data, workers=arguments.workers,
@@ -186,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         printer.line(f"Grading {arguments.submissions} with {arguments.workers} workers")
         results = grade_batch(arguments.submissions, arguments.out, rubric, settings,
                               on_result=printer.progress)
-    except (RubricError, DataError, BatchError) as error:
+    except (RubricError, DataError, BatchError, ExportError) as error:
         printer.error(str(error))
         return 2
     except KeyboardInterrupt:

@@ -176,12 +176,30 @@ def test_worker_options_use_local_copies(options, tmp_path):
     worker_options = dask_executor._worker_options(setup, tmp_path)
     reference = worker_options.rubric.reference_module
     assert reference != options.rubric.reference_module
+    assert reference.is_relative_to(tmp_path)
     assert reference.read_bytes() == options.rubric.reference_module.read_bytes()
     assert worker_options.rubric.digest == options.rubric.digest
     assert worker_options.data_dir == BUILTIN_DIR
     assert worker_options.cache_dir == tmp_path / "grader-training-cache"
     assert worker_options.executed_dir is None
-    assert dask_executor._worker_options(setup, tmp_path).rubric.reference_module == reference
+    assert tmp_path in worker_options.hidden
+
+
+def test_worker_options_same_every_task(options, tmp_path):
+    # A change would make grade_submission restart the model check process.
+    setup = dask_executor._worker_setup(options)
+    first = dask_executor._worker_options(setup, tmp_path)
+    second = dask_executor._worker_options(setup, tmp_path)
+    assert second == first
+
+
+def test_worker_options_without_reference(options, tmp_path):
+    kit_rubric = dataclasses.replace(options.rubric, reference_module=None)
+    setup = dask_executor._worker_setup(dataclasses.replace(options, rubric=kit_rubric))
+    assert setup.reference_source is None
+    worker_options = dask_executor._worker_options(setup, tmp_path)
+    assert worker_options.rubric.reference_module is None
+    assert not (tmp_path / "grader-reference").exists()
 
 
 def test_lost_scheduler_fails_the_rest(notebooks, options, monkeypatch):
@@ -223,3 +241,16 @@ def test_scheduler_without_workers_raises(notebooks, options, monkeypatch):
                       dashboard_address="127.0.0.1:0") as cluster:
         with pytest.raises(DaskClusterError, match="has no workers after 1 s"):
             run_on_dask(notebooks, options, cluster.scheduler_address, lambda result: None)
+
+
+def test_worker_with_threads_rejected(notebooks, options):
+    from distributed import LocalCluster
+
+    finished: list[SubmissionResult] = []
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster:
+        run_on_dask(notebooks[:1], options, cluster.scheduler_address, finished.append)
+
+    assert len(finished) == 1
+    assert finished[0].status == GRADER_ERROR
+    assert "WorkerSetupError: this worker runs 2 threads" in finished[0].reason
