@@ -22,12 +22,15 @@ from typing import Callable
 from . import results
 from .ingest import IngestError, Submission, collect_submissions
 from .overview import write_overview
+from .similarity import find_similar
 from .pipeline import GradeOptions, grade_submission
 from .report import write_feedback, write_gradebook, write_result
 from .results import SubmissionResult
 from .rubric import Rubric
 
 log = logging.getLogger(__name__)
+
+DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "assignment" / "exercise5.ipynb"
 
 ResultCallback = Callable[[int, int, SubmissionResult], None]
 # How often a submission is retried after its worker process died.
@@ -47,6 +50,7 @@ class BatchSettings:
     regrade: bool = False  # grade again even when file and rubric are unchanged
     roster: Path | None = None  # CSV of enrolled students; those without a submission get a row
     sandbox: str = "auto"  # auto (bubblewrap when it works), bubblewrap, or none
+    template: Path | None = DEFAULT_TEMPLATE  # the assignment notebook, left out of similarity
 
 
 def default_workers() -> int:
@@ -194,5 +198,9 @@ def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, setting
     else:
         _run_parallel(todo, options, workers, finish)
     ordered = [finished[submission.student] for submission in found]
-    write_overview(ordered, rubric, out_dir, time.monotonic() - started)
+    notebooks = {s.student: s.path for s in found
+                 if s.path is not None and finished[s.student].status == results.GRADED}
+    template = settings.template if settings.template and settings.template.is_file() else None
+    pairs = find_similar(notebooks, template)
+    write_overview(ordered, rubric, out_dir, time.monotonic() - started, pairs)
     return ordered

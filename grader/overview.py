@@ -16,6 +16,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from .results import GRADED, SubmissionResult
 from .rubric import Rubric
+from .similarity import THRESHOLD as SIMILARITY_THRESHOLD, SimilarPair
 
 _environment = Environment(
     loader=PackageLoader("grader", "templates"),
@@ -69,7 +70,8 @@ def phase_medians(results: list[SubmissionResult]) -> dict[str, float]:
     return {phase: round(statistics.median(values), 2) for phase, values in phases.items()}
 
 
-def render_overview(results: Iterable[SubmissionResult], rubric: Rubric, wall_seconds: float) -> str:
+def render_overview(results: Iterable[SubmissionResult], rubric: Rubric, wall_seconds: float,
+                    similar: list[SimilarPair] | None = None) -> str:
     """Render the class overview page."""
     results = sorted(results, key=lambda r: r.student)
     graded = [r.total for r in results if r.status == GRADED]
@@ -85,14 +87,16 @@ def render_overview(results: Iterable[SubmissionResult], rubric: Rubric, wall_se
         "mean": round(statistics.mean(graded), 2) if graded else None,
         "median": round(statistics.median(graded), 2) if graded else None,
         "wall_seconds": round(wall_seconds, 1),
+        "similar": similar or [],
+        "similarity_threshold": SIMILARITY_THRESHOLD,
     }
     return _environment.get_template("index.html").render(**context)
 
 
 def write_overview(results: Iterable[SubmissionResult], rubric: Rubric, out_dir: Path,
-                   wall_seconds: float) -> Path:
+                   wall_seconds: float, similar: list[SimilarPair] | None = None) -> Path:
     path = out_dir / "index.html"
     temporary = path.with_suffix(".html.tmp")
-    temporary.write_text(render_overview(results, rubric, wall_seconds), encoding="utf-8")
+    temporary.write_text(render_overview(results, rubric, wall_seconds, similar), encoding="utf-8")
     temporary.replace(path)
     return path
