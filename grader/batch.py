@@ -51,6 +51,8 @@ class BatchSettings:
     roster: Path | None = None  # CSV of enrolled students; those without a submission get a row
     sandbox: str = "auto"  # auto (bubblewrap when it works), bubblewrap, or none
     template: Path | None = DEFAULT_TEMPLATE  # the assignment notebook, left out of similarity
+    executor: str = "local"  # local worker processes, or dask
+    scheduler: str | None = None  # Dask scheduler address; None starts a local Dask cluster
 
 
 def default_workers() -> int:
@@ -192,7 +194,12 @@ def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, setting
             finish(previous)
         else:
             todo.append(submission)
-    if workers <= 1:
+    if settings.executor == "dask":
+        # Imported here: the Dask executor imports this module, and Dask is optional.
+        from .dask_executor import run_on_dask
+
+        run_on_dask(todo, options, settings.scheduler, finish, workers=workers)
+    elif workers <= 1:
         for submission in todo:
             finish(grade_submission(submission.path, submission.student, options))
     else:

@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="how student code is isolated: bubblewrap (no network, no view of "
                             "solutions, submissions or outputs), none (resource limits only), or "
                             "auto: bubblewrap when it works here (default)")
+    grade.add_argument("--executor", choices=("local", "dask"), default="local",
+                       help="local worker processes (default), or a Dask distributed cluster for "
+                            "courses too large for one machine (needs ex5-grader[dask])")
+    grade.add_argument("--scheduler",
+                       help="Dask scheduler address, such as tcp://HOST:8786; without it, "
+                            "--executor dask starts a local Dask cluster with --workers workers")
     grade.add_argument("--regrade", action="store_true",
                        help="grade every notebook again, even when an earlier result in OUT has "
                             "the same notebook file and rubric")
@@ -198,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_arrays(arguments.data)  # fail before the batch when the data is unusable
         settings = BatchSettings(data_dir=arguments.data, workers=arguments.workers,
                                  regrade=arguments.regrade, roster=arguments.roster,
-                                 sandbox=arguments.sandbox)
+                                 sandbox=arguments.sandbox, executor=arguments.executor,
+                                 scheduler=arguments.scheduler)
         printer.line(f"Grading {arguments.submissions} with {arguments.workers} workers")
         results = grade_batch(arguments.submissions, arguments.out, rubric, settings,
                               on_result=printer.progress)
