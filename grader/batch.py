@@ -11,6 +11,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -18,6 +19,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+import psutil
 
 from . import results
 from .ingest import IngestError, Submission, collect_submissions
@@ -77,6 +80,20 @@ def _previous_result(out_dir: Path, submission: Submission, rubric: Rubric) -> S
     return previous
 
 
+def _earlier_results(out_dir: Path, current: set[str]) -> list[SubmissionResult]:
+    """Load the stored results of students outside this batch, so that grading a late
+    submission into a class's output folder keeps everyone else's gradebook row."""
+    earlier = []
+    for path in sorted((out_dir / "results").glob("*.json")):
+        if path.stem in current:
+            continue
+        try:
+            earlier.append(SubmissionResult.from_document(json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            log.warning("ignoring unreadable earlier result %s: %s", path, error)
+    return earlier
+
+
 def _failed_result(submission: Submission, rubric: Rubric, reason: str,
                    status: str = results.GRADER_ERROR) -> SubmissionResult:
     source = submission.path.name if submission.path else ""
@@ -105,25 +122,45 @@ def _run_parallel(todo: list[Submission], options: GradeOptions, workers: int,
     pending = list(todo)
     context = multiprocessing.get_context("spawn")
     while pending:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures: dict[Future[SubmissionResult], Submission] = {
-                pool.submit(grade_submission, s.path, s.student, options): s for s in pending
-            }
-            pending = []
-            while futures:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in done:
-                    submission = futures.pop(future)
-                    try:
-                        finish(future.result())
-                    except BrokenProcessPool:
-                        deaths[submission.student] = deaths.get(submission.student, 0) + 1
-                        if deaths[submission.student] >= MAX_WORKER_DEATHS:
-                            log.error("worker died twice while grading %s", submission.student)
-                            finish(_failed_result(submission, options.rubric,
-                                                  "the grading worker process died twice"))
-                        else:
-                            pending.append(submission)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                 initializer=_ignore_interrupts) as pool:
+            try:
+                pending = _collect(pool, pending, options, finish, deaths)
+            except KeyboardInterrupt:
+                # Workers ignore Ctrl-C, so the batch stops here at once; their kernels
+                # end with them (bubblewrap's die-with-parent, or the process tree kill).
+                for child in psutil.Process().children():
+                    child.kill()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _collect(pool: ProcessPoolExecutor, pending: list[Submission], options: GradeOptions,
+             finish: Callable[[SubmissionResult], None], deaths: dict[str, int]) -> list[Submission]:
+    """Submit ``pending`` to ``pool`` and finish each result; return the submissions to retry."""
+    futures: dict[Future[SubmissionResult], Submission] = {
+        pool.submit(grade_submission, s.path, s.student, options): s for s in pending
+    }
+    retry = []
+    while futures:
+        done, _ = wait(futures, return_when=FIRST_COMPLETED)
+        for future in done:
+            submission = futures.pop(future)
+            try:
+                finish(future.result())
+            except BrokenProcessPool:
+                deaths[submission.student] = deaths.get(submission.student, 0) + 1
+                if deaths[submission.student] >= MAX_WORKER_DEATHS:
+                    log.error("worker died twice while grading %s", submission.student)
+                    finish(_failed_result(submission, options.rubric,
+                                          "the grading worker process died twice"))
+                else:
+                    retry.append(submission)
+    return retry
 
 
 def grade_batch(
@@ -168,6 +205,13 @@ def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, setting
     finished: dict[str, SubmissionResult] = {}
 
     names = {submission.student: submission for submission in found}
+    earlier = _earlier_results(out_dir, set(names))
+    if earlier:
+        log.warning("%s keeps %d earlier results of students not in this batch in the gradebook",
+                    out_dir, len(earlier))
+    for submission in found:
+        for warning in submission.warnings:
+            log.warning("%s: %s", submission.student, warning)
 
     def finish(result: SubmissionResult) -> None:
         submission = names[result.student]
@@ -178,7 +222,7 @@ def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, setting
         write_result(result, out_dir)
         write_feedback(result, rubric, out_dir)
         finished[result.student] = result
-        write_gradebook(finished.values(), rubric, out_dir)
+        write_gradebook([*earlier, *finished.values()], rubric, out_dir)
         if on_result is not None:
             on_result(len(finished), len(found), result)
 
@@ -209,5 +253,5 @@ def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, setting
                  if s.path is not None and finished[s.student].status == results.GRADED}
     template = settings.template if settings.template and settings.template.is_file() else None
     pairs = find_similar(notebooks, template)
-    write_overview(ordered, rubric, out_dir, time.monotonic() - started, pairs)
+    write_overview([*earlier, *ordered], rubric, out_dir, time.monotonic() - started, pairs)
     return ordered

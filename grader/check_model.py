@@ -169,9 +169,10 @@ def grade_fc(rubric: Rubric, layers: list[Layer], expected: list[Layer]) -> Item
     in_features = first["settings"].get("in_features")
     expected_in = want[0]["settings"]["in_features"]
     if in_features != expected_in:
+        reference = f" (the task's network: {expected_in})" if rubric.reveal_reference else ""
         result.hint = (
-            f"The first fully connected layer takes {in_features} inputs, the reference "
-            f"{expected_in}; that follows from the layers before it and is not counted here."
+            f"The first fully connected layer takes {in_features} inputs{reference}; that follows "
+            "from the layers before it and is not counted here."
         )
     return result
 

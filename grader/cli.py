@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from .export import ExportError
+from .practice import PracticeError
+from .practice_cli import add_parser as add_practice_parser, run_practice
 from .batch import BatchError, BatchSettings, default_workers, grade_batch
 from .mnist import BUILTIN_DIR, DataError, load_arrays
 from .results import SubmissionResult
@@ -60,12 +62,20 @@ class Printer:
                 f"{result.total:>4g}/{result.max_total:<3g}  {result.reason[:70]}"
             )
         graded = sum(r.status == "graded" for r in results)
+        missing = sum(r.status == "missing" for r in results)
+        rows = f"{len(results)} student{'s' if len(results) != 1 else ''}"
+        extra = f", {missing} with no submission" if missing else ""
         self.line()
-        self.line(f"{len(results)} submissions, {graded} graded. Gradebook: {out_dir / 'gradebook.csv'}")
+        self.line(f"{rows}, {graded} graded{extra}. Gradebook: {out_dir / 'gradebook.csv'}, "
+                  f"overview: {out_dir / 'index.html'}")
 
     def check_summary(self, result: SubmissionResult, out_dir: Path) -> None:
         """Print each rubric item of a self-check with its points, message and hint."""
         self.line()
+        if result.status != "graded":
+            self.line(f"{result.status}: {result.reason}")
+            self.line(f"Feedback page: {out_dir / 'feedback' / (result.student + '.html')}")
+            return
         for item in result.items:
             mark = {"correct": "ok ", "follow-through": "~  ", "partial": "~  "}.get(item.outcome, "X  ")
             self.line(f"{mark}{item.id:<18} {item.points:g}/{item.max_points:g}  {item.message}")
@@ -127,10 +137,11 @@ def _parser() -> argparse.ArgumentParser:
                             "selfcheck-<notebook name> next to the notebook)")
     check.add_argument("--data", type=Path, default=BUILTIN_DIR, help=argparse.SUPPRESS)
     kit = commands.add_parser(
-        "kit", help="write the student self-check kit: the rubric and hashed references, "
-                    "no solution code and no reference values")
+        "kit", help="write the student self-check kit: the rubric, hashed 5.1 answers and table "
+                    "values, and the reference layers' settings and shapes; no solution code")
     kit.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC, help="the instructor's rubric")
     kit.add_argument("--out", type=Path, required=True, help="folder to write the kit to")
+    add_practice_parser(commands)
     export = commands.add_parser("export", help="write LMS import files from a finished run")
     export.add_argument("out", type=Path, help="the --out folder of a finished `grader grade` run")
     export.add_argument("--format", choices=("full", "moodle", "canvas", "ilias"), default="full",
@@ -157,6 +168,9 @@ def _run_check(arguments: argparse.Namespace, printer: Printer) -> int:
     # A self-check never shows reference values, whatever the rubric allows.
     rubric = dataclasses.replace(rubric, reveal_reference=False)
     notebook = arguments.notebook
+    if notebook.is_dir():
+        raise BatchError(f"{notebook} is a folder; `grader check` takes one .ipynb file "
+                         "(use `grader grade` for a folder)")
     if not notebook.is_file():
         raise BatchError(f"notebook {notebook} not found")
     out = arguments.out or notebook.parent / f"selfcheck-{notebook.stem}"
@@ -174,7 +188,10 @@ def _run_kit(arguments: argparse.Namespace, printer: Printer) -> int:
     rubric = load_rubric(arguments.rubric)
     if rubric.problem is None:
         raise RubricError(f"{arguments.rubric} is already a self-check kit")
-    path = build_kit(rubric, expected_layers(rubric), arguments.out)
+    try:
+        path = build_kit(rubric, expected_layers(rubric), arguments.out)
+    except OSError as error:
+        raise BatchError(f"cannot write the kit to {arguments.out}: {error.strerror}") from error
     printer.line(f"Wrote the self-check kit to {arguments.out}. Students run:")
     printer.line(f"  grader check NOTEBOOK --rubric {path}")
     return 0
@@ -193,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_check(arguments, printer)
         if arguments.command == "kit":
             return _run_kit(arguments, printer)
+        if arguments.command == "practice":
+            return run_practice(arguments, printer.line)
         if arguments.command == "export":
             from .export import write_export
 
@@ -206,12 +225,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  regrade=arguments.regrade, roster=arguments.roster,
                                  sandbox=arguments.sandbox, executor=arguments.executor,
                                  scheduler=arguments.scheduler)
-        printer.line(f"Grading {arguments.submissions} with {arguments.workers} workers")
+        workers = f"{arguments.workers} worker{'s' if arguments.workers != 1 else ''}"
+        printer.line(f"Grading {arguments.submissions} with {workers}")
         results = grade_batch(arguments.submissions, arguments.out, rubric, settings,
                               on_result=printer.progress)
-    except (RubricError, DataError, BatchError, ExportError) as error:
+    except (RubricError, DataError, BatchError, ExportError, PracticeError) as error:
         printer.error(str(error))
         return 2
+    except BrokenPipeError:
+        return 0  # the output was piped into a program that stopped reading, such as head
     except KeyboardInterrupt:
         printer.error("interrupted; the results written so far are kept")
         return 130

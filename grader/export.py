@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .report import spreadsheet_safe
 from .results import GRADED, SubmissionResult
 
 FORMATS = ("full", "moodle", "canvas", "ilias")
@@ -117,6 +118,9 @@ def write_export(out_dir: Path, kind: str, assignment: str = "Exercise 5",
     if roster is not None:
         id_column = {"full": "student", "moodle": "Identifier", "canvas": "ID", "ilias": "Login"}[kind]
         frame = merge_roster(frame, roster, id_column)
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].map(lambda v: spreadsheet_safe(v) if isinstance(v, str) else v)
     path = out_dir / "exports" / f"{kind}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)

@@ -54,6 +54,8 @@ def _strip_task51(text: str) -> str:
     """Remove the [task51] table and set reveal_reference to false in rubric TOML text."""
     text = re.sub(r"(?ms)^\[task51\].*?(?=^\[)", "", text)
     text = re.sub(r"(?m)^reveal_reference\s*=.*$", "reveal_reference = false", text)
+    text = re.sub(r"(?m)^# Python file, relative to this rubric, that defines the reference ConvNet\.$",
+                  "# Hashed references for the student self-check, relative to this rubric.", text)
     return re.sub(r"(?m)^reference_module\s*=.*$", 'selfcheck = "selfcheck.json"', text)
 
 

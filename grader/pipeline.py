@@ -9,6 +9,7 @@ import importlib.util
 import json
 import logging
 import shutil
+import sys
 import tempfile
 import time
 import traceback
@@ -75,9 +76,21 @@ def _sandbox_limits(rubric: Rubric) -> SandboxLimits:
     )
 
 
+def _checkout_paths() -> list[Path]:
+    """List what a source checkout of the grader holds besides the package and the
+    interpreter: solutions, the notebook builder, samples and the git history, all of
+    which would show reference answers to a notebook."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file():
+        return []  # an installed package: nothing else lives beside it
+    keep = {Path(__file__).resolve().parent, Path(sys.prefix).resolve()}
+    return [child for child in root.iterdir()
+            if child.resolve() not in keep and not any(k.is_relative_to(child.resolve()) for k in keep)]
+
+
 def _hidden(options: GradeOptions) -> tuple[Path, ...]:
     rubric = options.rubric
-    folders = [rubric.path.parent, *options.hidden]
+    folders = [rubric.path.parent, *_checkout_paths(), *options.hidden]
     if rubric.reference_module is not None:
         folders.append(rubric.reference_module.parent)
     return tuple(dict.fromkeys(folders))

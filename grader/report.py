@@ -110,13 +110,20 @@ def write_feedback(result: SubmissionResult, rubric: Rubric, out_dir: Path) -> P
     return path
 
 
+def spreadsheet_safe(text: str) -> str:
+    """Prefix text that a spreadsheet would run as a formula (=, +, -, @) with a quote."""
+    if text and text[0] in "=+-@\t\r":
+        return "'" + text
+    return text
+
+
 def gradebook_frame(results: Iterable[SubmissionResult], rubric: Rubric) -> pd.DataFrame:
     """Build the gradebook: one row per submission, one column per rubric item."""
     rows = []
     for result in results:
         row = {
-            "student": result.student,
-            "name": result.name,
+            "student": spreadsheet_safe(result.student),
+            "name": spreadsheet_safe(result.name),
             "status": result.status,
             "total": result.total,
             "max_total": result.max_total,
@@ -124,7 +131,7 @@ def gradebook_frame(results: Iterable[SubmissionResult], rubric: Rubric) -> pd.D
         points = {item.id: item.points for item in result.items}
         for item in rubric.items:
             row[item.id] = points.get(item.id, 0.0)
-        row["reason"] = result.reason
+        row["reason"] = spreadsheet_safe(result.reason)
         rows.append(row)
     columns = ["student", "name", "status", "total", "max_total", *[i.id for i in rubric.items], "reason"]
     return pd.DataFrame(rows, columns=columns).sort_values("student", kind="stable")

@@ -4,6 +4,7 @@ recipe and time limits, loaded from a TOML file and validated.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -118,6 +119,43 @@ class Rubric:
         return (name, *self.aliases.get(name, ()))
 
 
+_KNOWN_KEYS = {
+    "": {"title", "reveal_reference", "follow_through_share", "reference_module", "selfcheck",
+         "tolerance", "task51", "aliases", "training", "limits", "items"},
+    "tolerance": {"relative", "absolute"},
+    "task51": {"W1", "W2", "x", "target", "activation", "learning_rate"},
+    "training": {"seed", "batch_size", "steps", "optimizer", "learning_rate", "momentum",
+                 "threads", "threshold"},
+    "limits": {"cell_timeout", "notebook_timeout", "check_timeout", "student_train_images",
+               "memory_mb", "cpu_seconds", "max_processes", "max_file_mb"},
+}
+
+
+def _check_keys(data: dict) -> None:
+    """Reject misspelt keys, which would otherwise fall back to defaults silently."""
+    for table, known in _KNOWN_KEYS.items():
+        values = data if table == "" else data.get(table, {})
+        if not isinstance(values, dict):
+            raise RubricError(f"[{table}] must be a table")
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                where = f"[{table}]" if table else "the top level"
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {sorted(known)}"
+                raise RubricError(f"unknown key {key!r} in {where}{hint}")
+    for item_id, entry in data.get("items", {}).items():
+        extra = set(entry) - {"title", "points"} if isinstance(entry, dict) else set()
+        if extra:
+            raise RubricError(f"unknown key {sorted(extra)[0]!r} in [items.\"{item_id}\"]")
+
+
+def _whole(table: dict, key: str, default: int, where: str, minimum: float = 0.0) -> int:
+    value = _number(table, key, default, where, minimum)
+    if not float(value).is_integer():
+        raise RubricError(f"{where}.{key} must be a whole number, got {table.get(key)!r}")
+    return int(value)
+
+
 def _number(table: dict, key: str, default: float, where: str, minimum: float = 0.0) -> float:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -183,13 +221,13 @@ def _load_training(data: dict) -> Training:
     if threshold > 1:
         raise RubricError(f"training.threshold is a fraction in [0, 1], got {threshold}")
     return Training(
-        seed=int(_number(table, "seed", 0, "training")),
-        batch_size=int(_number(table, "batch_size", 64, "training", minimum=1)),
-        steps=int(_number(table, "steps", 250, "training", minimum=1)),
+        seed=_whole(table, "seed", 0, "training"),
+        batch_size=_whole(table, "batch_size", 64, "training", minimum=1),
+        steps=_whole(table, "steps", 250, "training", minimum=1),
         optimizer=optimizer,
         learning_rate=_number(table, "learning_rate", 0.05, "training"),
         momentum=_number(table, "momentum", 0.9, "training"),
-        threads=int(_number(table, "threads", 1, "training", minimum=1)),
+        threads=_whole(table, "threads", 1, "training", minimum=1),
         threshold=threshold,
     )
 
@@ -200,11 +238,11 @@ def _load_limits(data: dict) -> Limits:
         cell_timeout=_number(table, "cell_timeout", 30, "limits", minimum=1),
         notebook_timeout=_number(table, "notebook_timeout", 120, "limits", minimum=1),
         check_timeout=_number(table, "check_timeout", 120, "limits", minimum=1),
-        student_train_images=int(_number(table, "student_train_images", 2000, "limits")),
-        memory_mb=int(_number(table, "memory_mb", 4096, "limits", minimum=256)),
-        cpu_seconds=int(_number(table, "cpu_seconds", 600, "limits", minimum=1)),
-        max_processes=int(_number(table, "max_processes", 256, "limits", minimum=16)),
-        max_file_mb=int(_number(table, "max_file_mb", 256, "limits", minimum=1)),
+        student_train_images=_whole(table, "student_train_images", 2000, "limits"),
+        memory_mb=_whole(table, "memory_mb", 4096, "limits", minimum=256),
+        cpu_seconds=_whole(table, "cpu_seconds", 600, "limits", minimum=1),
+        max_processes=_whole(table, "max_processes", 256, "limits", minimum=16),
+        max_file_mb=_whole(table, "max_file_mb", 256, "limits", minimum=1),
     )
 
 
@@ -220,6 +258,7 @@ def load_rubric(path: Path = DEFAULT_RUBRIC) -> Rubric:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise RubricError(f"rubric {path} is not valid TOML: {error}") from error
 
+    _check_keys(data)
     tolerance = data.get("tolerance", {})
     share = _number(data, "follow_through_share", 0.5, "rubric")
     if share > 1:

@@ -41,6 +41,8 @@ def to_array(value: Any) -> np.ndarray:
         raise ValueProblem("is None")
     try:
         array = np.asarray(value, dtype=float)
+    except OverflowError as error:
+        raise ValueProblem("contains a number too large for a float") from error
     except (TypeError, ValueError) as error:
         raise ValueProblem(f"is not a number or a regular array of numbers ({_describe(value)})") from error
     if array.size == 0:

@@ -62,7 +62,7 @@ def graded(tmp_path_factory, rubric):
 def test_cli_exits_zero_and_prints_summary(graded):
     completed = graded["completed"]
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert f"{len(EXPECTED)} submissions, {len(EXPECTED)} graded." in completed.stdout
+    assert f"{len(EXPECTED)} students, {len(EXPECTED)} graded." in completed.stdout
 
 
 def test_submissions_left_unchanged(graded):
