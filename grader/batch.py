@@ -7,6 +7,8 @@ and rubric are unchanged, so an interrupted batch resumes where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -56,6 +58,7 @@ class BatchSettings:
     template: Path | None = DEFAULT_TEMPLATE  # the assignment notebook, left out of similarity
     executor: str = "local"  # local worker processes, or dask
     scheduler: str | None = None  # Dask scheduler address; None starts a local Dask cluster
+    variant_secret: bytes | None = None  # course secret of per-student 5.1 variants
 
 
 def default_workers() -> int:
@@ -171,6 +174,11 @@ def grade_batch(
     on_result: ResultCallback | None = None,
 ) -> list[SubmissionResult]:
     """Grade every submission under ``submissions`` and write the outputs to ``out_dir``."""
+    if settings.variant_secret is not None:
+        # Results of another secret must not be reused, so the secret enters the digest.
+        secret_digest = hashlib.sha256(settings.variant_secret).hexdigest()
+        rubric = dataclasses.replace(
+            rubric, digest=hashlib.sha256(f"{rubric.digest}:{secret_digest}".encode()).hexdigest())
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -201,6 +209,7 @@ def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, setting
         kernel_threads=max(1, default_workers() // workers),
         sandbox=settings.sandbox,
         hidden=hidden,
+        variant_secret=settings.variant_secret,
     )
     finished: dict[str, SubmissionResult] = {}
 

@@ -20,6 +20,7 @@ from .batch import BatchError, BatchSettings, default_workers, grade_batch
 from .mnist import BUILTIN_DIR, DataError, load_arrays
 from .results import SubmissionResult
 from .rubric import DEFAULT_RUBRIC, RubricError, load_rubric
+from .variants import read_secret
 
 
 class Printer:
@@ -123,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--scheduler",
                        help="Dask scheduler address, such as tcp://HOST:8786; without it, "
                             "--executor dask starts a local Dask cluster with --workers workers")
+    grade.add_argument("--variants", type=Path, metavar="SECRET_FILE",
+                       help="grade each student's 5.1 against their own numbers, derived from "
+                            "the student id and this course secret (see `grader assign`)")
     grade.add_argument("--regrade", action="store_true",
                        help="grade every notebook again, even when an earlier result in OUT has "
                             "the same notebook file and rubric")
@@ -142,6 +146,16 @@ def _parser() -> argparse.ArgumentParser:
     kit.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC, help="the instructor's rubric")
     kit.add_argument("--out", type=Path, required=True, help="folder to write the kit to")
     add_practice_parser(commands)
+    assign = commands.add_parser(
+        "assign", help="write one assignment notebook per student with their own 5.1 numbers")
+    assign.add_argument("--roster", type=Path, required=True, help="CSV of students (id column)")
+    assign.add_argument("--out", type=Path, required=True, help="folder for the notebooks")
+    assign.add_argument("--secret", type=Path, required=True,
+                        help="course secret file; keep it private, `grade --variants` needs it")
+    assign.add_argument("--new-secret", action="store_true",
+                        help="create the secret file first (fails if it exists)")
+    assign.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC,
+                        help="rubric whose [task51] activation the variants use")
     export = commands.add_parser("export", help="write LMS import files from a finished run")
     export.add_argument("out", type=Path, help="the --out folder of a finished `grader grade` run")
     export.add_argument("--format", choices=("full", "moodle", "canvas", "ilias"), default="full",
@@ -181,6 +195,32 @@ def _run_check(arguments: argparse.Namespace, printer: Printer) -> int:
     return 0
 
 
+def _run_assign(arguments: argparse.Namespace, printer: Printer) -> int:
+    import nbformat
+
+    from .ingest import IngestError, read_roster
+    from .variants import new_secret, variant_notebook, variant_problem
+
+    rubric = load_rubric(arguments.rubric)
+    if arguments.new_secret:
+        try:
+            new_secret(arguments.secret)
+        except FileExistsError:
+            raise BatchError(f"{arguments.secret} exists; drop --new-secret to use it") from None
+    secret = read_secret(arguments.secret)
+    try:
+        students = read_roster(arguments.roster)
+    except IngestError as error:
+        raise BatchError(str(error)) from error
+    arguments.out.mkdir(parents=True, exist_ok=True)
+    for student in students:
+        problem = variant_problem(secret, student.student, rubric)
+        nbformat.write(variant_notebook(problem), arguments.out / f"{student.student}.ipynb")
+    printer.line(f"Wrote {len(students)} notebooks to {arguments.out}. Grade them with "
+                 f"`grader grade SUBMISSIONS --out OUT --variants {arguments.secret}`.")
+    return 0
+
+
 def _run_kit(arguments: argparse.Namespace, printer: Printer) -> int:
     from .kit import build_kit
     from .pipeline import expected_layers
@@ -210,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_check(arguments, printer)
         if arguments.command == "kit":
             return _run_kit(arguments, printer)
+        if arguments.command == "assign":
+            return _run_assign(arguments, printer)
         if arguments.command == "practice":
             return run_practice(arguments, printer.line)
         if arguments.command == "export":
@@ -221,7 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         rubric = load_rubric(arguments.rubric)
         load_arrays(arguments.data)  # fail before the batch when the data is unusable
+        secret = read_secret(arguments.variants) if arguments.variants else None
         settings = BatchSettings(data_dir=arguments.data, workers=arguments.workers,
+                                 variant_secret=secret,
                                  regrade=arguments.regrade, roster=arguments.roster,
                                  sandbox=arguments.sandbox, executor=arguments.executor,
                                  scheduler=arguments.scheduler)

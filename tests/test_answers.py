@@ -101,3 +101,10 @@ def test_reference_hidden_unless_rubric_reveals(rubric):
     revealing = replace(rubric, reveal_reference=True)
     items = grade_answers(revealing, state({**CORRECT, "C": 100}))
     assert "Expected 225" in items[2].message
+
+
+def test_huge_integer_is_one_wrong_item(rubric):
+    items = {i.id: i for i in grade_answers(rubric, state({**CORRECT, "y_predicted": 10**400}))}
+    assert items["5.1.y_predicted"].points == 0
+    assert "too large for a float" in items["5.1.y_predicted"].message
+    assert items["5.1.C"].points == 1

@@ -14,6 +14,7 @@ from grader.batch import BatchSettings, grade_batch
 from grader.mnist import BUILTIN_DIR
 from grader.rubric import load_rubric
 from grader.sandbox import detect_sandbox
+from conftest import REPO
 from notebooks import ANSWERS, CONVNET, CORRECT, IMPORTS, TABLE, write_notebook
 
 pytestmark = pytest.mark.slow
@@ -88,6 +89,8 @@ def _sandbox_cases(rubric, other_notebook, planted):
         "reads_rubric": [IMPORTS, answers, attempt(f"open({str(rubric)!r}).read()"), CONVNET, TABLE],
         "reads_other_notebook": [IMPORTS, answers, attempt(f"open({str(other_notebook)!r}).read()"),
                                  CONVNET, TABLE],
+        "reads_git_history": [IMPORTS, answers,
+                              attempt(f"open({str(REPO / '.git' / 'HEAD')!r}).read()"), CONVNET, TABLE],
         "writes_outside": [IMPORTS, answers, attempt(f"open({str(planted)!r}, 'w').write('x')"),
                            CONVNET, TABLE],
         "uses_network": [IMPORTS, answers,
@@ -189,8 +192,8 @@ needs_bubblewrap = pytest.mark.skipif(detect_sandbox().kind != "bubblewrap",
 
 
 @needs_bubblewrap
-@pytest.mark.parametrize("name", ["reads_rubric", "reads_other_notebook", "writes_outside",
-                                  "uses_network"])
+@pytest.mark.parametrize("name", ["reads_rubric", "reads_other_notebook", "reads_git_history",
+                                  "writes_outside", "uses_network"])
 def test_sandbox_blocks_attempt(graded, name):
     document = graded(name)
     assert document["sandbox"] == "bubblewrap"

@@ -22,6 +22,8 @@ def test_default_rubric_totals_twenty(rubric):
     (("x = [1, 2]", "x = [1, 2, 3]"), r"\[task51\] is invalid"),
     (("cell_timeout = 30", "cell_timeout = -1"), "limits.cell_timeout must be at least"),
     (("title = \"Exercise 5", "title = \"Exercise 5\n["), "not valid TOML"),
+    (("threshold = 0.90", "treshold = 0.90"), "unknown key 'treshold' in \\[training\\]; did you mean 'threshold'"),
+    (("steps = 250", "steps = 2.5"), "training.steps must be a whole number"),
 ])
 def test_invalid_rubric(tmp_path, change, message):
     text = DEFAULT_RUBRIC.read_text()
