@@ -1,8 +1,7 @@
 """Find the student submissions to grade and give each a file-name-safe student id.
 
-``find_submissions`` reads a flat folder of notebooks. ``collect_submissions`` also
-reads what learning-management systems (LMS) export, as a folder or a zip archive,
-and an optional roster CSV.
+``collect_submissions`` reads a folder of notebooks, what learning-management systems
+(LMS) export, as a folder or a zip archive, and an optional roster CSV.
 
 Export layouts that ``collect_submissions`` recognises, checked in this order. The
 formats come from the LMS source code: Moodle ``assign::download_submissions`` in
@@ -181,28 +180,6 @@ def student_id(name: str) -> str:
     folded = "".join(char for char in folded if not unicodedata.combining(char))
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", folded).strip("._")
     return cleaned or "unnamed"
-
-
-def find_submissions(folder: Path) -> list[Submission]:
-    """List the ``.ipynb`` files directly in ``folder``, sorted by student id.
-
-    The student id is the file stem. Hidden files and Jupyter checkpoints are skipped.
-    """
-    if not folder.exists():
-        raise IngestError(f"submissions folder {folder} not found")
-    if folder.is_file():
-        if folder.suffix != ".ipynb":
-            raise IngestError(f"{folder} is not a folder or an .ipynb notebook")
-        return [Submission(student_id(folder.stem), folder)]
-    submissions: dict[str, Submission] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file() or path.suffix != ".ipynb":
-            continue
-        student = student_id(path.stem)
-        if student in submissions:
-            raise IngestError(f"{path.name} and {submissions[student].path.name} give the same id {student}")
-        submissions[student] = Submission(student, path)
-    return sorted(submissions.values(), key=lambda s: s.student)
 
 
 def collect_submissions(source: Path, scratch: Path, roster: Path | None = None) -> list[Submission]:

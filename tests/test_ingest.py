@@ -21,7 +21,6 @@ from grader.ingest import (
     IngestError,
     Submission,
     collect_submissions,
-    find_submissions,
     read_roster,
     student_id,
 )
@@ -88,13 +87,6 @@ def test_submission_keeps_two_argument_form(tmp_path):
     assert submission.warnings == ()
     assert submission.problem == ""
     assert submission.missing is False
-
-
-def test_find_submissions_still_reads_flat_folder(tmp_path):
-    write(tmp_path / "subs" / "b.ipynb")
-    write(tmp_path / "subs" / "a.ipynb")
-    found = find_submissions(tmp_path / "subs")
-    assert [submission.student for submission in found] == ["a", "b"]
 
 
 def test_student_id_drops_accents_and_unsafe_characters():
