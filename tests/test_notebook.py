@@ -119,3 +119,10 @@ def test_oversized_file_rejected(tmp_path, monkeypatch):
     monkeypatch.setattr(grader.notebook, "MAX_NOTEBOOK_BYTES", 1000)
     with pytest.raises(NotebookProblem, match="over the limit"):
         read_notebook(write(tmp_path, good_notebook() + " " * 2000))
+
+
+def test_invalid_stored_outputs_dropped(tmp_path):
+    data = json.loads(good_notebook())
+    data["cells"][0]["outputs"] = [0, {"output_type": "nonsense"}]
+    notebook, _ = read_notebook(write(tmp_path, json.dumps(data)))
+    assert notebook.cells[0].outputs == []
