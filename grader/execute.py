@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -218,6 +219,28 @@ class _Progress:
         return budget - (time.monotonic() - self.started)
 
 
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+TRACEBACK_LINES = 8
+
+
+def short_traceback(cell: Any, workdir: Path) -> str:
+    """Return the last lines of a failed cell's traceback, for feedback pages.
+
+    Colour codes are removed, and the grader's working folder and Python
+    installation are replaced by short names, so no grader path is shown.
+    """
+    for output in cell.get("outputs", []):
+        if output.get("output_type") != "error":
+            continue
+        text = _ANSI_ESCAPE.sub("", "\n".join(output.get("traceback", [])))
+        for path, name in ((str(workdir), "."), (sys.prefix, "<python>"),
+                           (str(Path(__file__).resolve().parent.parent), "<grader>")):
+            text = text.replace(path, name)
+        lines = [line for line in text.splitlines() if line.strip()]
+        return "\n".join(lines[-TRACEBACK_LINES:])[-2000:]
+    return ""
+
+
 def _set_cell_limit(client: NotebookClient, seconds: float) -> None:
     client.timeout = max(1, int(seconds))
     client.error_on_timeout = {
@@ -259,11 +282,12 @@ async def _run_cells(
         name = str(reply.get("ename", "Error"))
         outcome = "timeout" if name == "CellTimeoutError" else "error"
         value = str(reply.get("evalue", ""))[:500]
+        traceback = short_traceback(cell, Path(client.resources["metadata"]["path"]))
         if outcome == "timeout" and not await _wait_until_idle(client, INTERRUPT_GRACE):
             value += "; it ignored the interrupt, so the kernel was stopped"
-            run.cells.append(CellReport(index + 1, outcome, name, value, seconds))
+            run.cells.append(CellReport(index + 1, outcome, name, value, seconds, traceback))
             raise _Stop(index)
-        run.cells.append(CellReport(index + 1, outcome, name, value, seconds))
+        run.cells.append(CellReport(index + 1, outcome, name, value, seconds, traceback))
 
 
 async def _replay(client: NotebookClient, run: Execution, progress: _Progress,

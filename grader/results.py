@@ -50,6 +50,7 @@ class CellReport:
     error_name: str = ""
     error_value: str = ""
     seconds: float = 0.0
+    traceback: str = ""  # the last lines of the kernel's traceback, paths shortened
 
 
 @dataclass

@@ -127,6 +127,10 @@ def test_scenario_messages(graded):
     assert any("`CNN`" in note for note in renamed["notes"])
     _, name_error = items("um45guvy")
     assert [cell["error_name"] for cell in name_error["cells"]] == ["NameError"]
+    traceback = name_error["cells"][0]["traceback"]
+    assert "NameError" in traceback
+    assert "/tmp/grader-" not in traceback
+    assert sys.prefix not in traceback
     _, endless = items("zo07qima")
     assert [cell["outcome"] for cell in endless["cells"]] == ["timeout"]
     softmax, softmax_doc = items("ud85yhel")
