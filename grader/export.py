@@ -15,6 +15,10 @@ Column conventions (each LMS matches rows on one id column and ignores the other
 - ``ilias``: ``Login``, ``Name``, ``Mark`` and ``Comment`` for entering marks of an
   exercise assignment in StudOn/ILIAS; the id is the login from the folder names of
   the ILIAS submission download.
+
+NOTE: the Moodle and Canvas layouts follow those systems' documented import
+columns; the ILIAS layout was not checked against an ILIAS import, so map its columns
+by hand there.
 """
 
 from __future__ import annotations
