@@ -98,6 +98,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grader", description="Grade Exercise 5 notebooks.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show diagnostic log lines")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_grade(commands)
+    _add_check(commands)
+    _add_kit(commands)
+    add_practice_parser(commands)
+    _add_assign(commands)
+    _add_export(commands)
+    return parser
+
+
+def _add_grade(commands: argparse._SubParsersAction) -> None:
+    """Add `grader grade`: a whole batch."""
     grade = commands.add_parser("grade", help="grade a folder of notebooks")
     grade.add_argument("submissions", type=Path,
                        help="a folder of notebooks or of per-student folders, a zip archive of "
@@ -130,6 +141,10 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--regrade", action="store_true",
                        help="grade every notebook again, even when an earlier result in OUT has "
                             "the same notebook file and rubric")
+
+
+def _add_check(commands: argparse._SubParsersAction) -> None:
+    """Add `grader check`: one notebook, with a terminal summary."""
     check = commands.add_parser(
         "check", help="self-check one notebook: the same grading, a summary in the terminal")
     check.add_argument("notebook", type=Path, help="the .ipynb file to check")
@@ -140,12 +155,19 @@ def _parser() -> argparse.ArgumentParser:
                        help="folder for the feedback page and result (default: "
                             "selfcheck-<notebook name> next to the notebook)")
     check.add_argument("--data", type=Path, default=BUILTIN_DIR, help=argparse.SUPPRESS)
+
+
+def _add_kit(commands: argparse._SubParsersAction) -> None:
+    """Add `grader kit`: the student self-check kit."""
     kit = commands.add_parser(
         "kit", help="write the student self-check kit: the rubric, hashed 5.1 answers and table "
                     "values, and the reference layers' settings and shapes; no solution code")
     kit.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC, help="the instructor's rubric")
     kit.add_argument("--out", type=Path, required=True, help="folder to write the kit to")
-    add_practice_parser(commands)
+
+
+def _add_assign(commands: argparse._SubParsersAction) -> None:
+    """Add `grader assign`: notebooks with per-student 5.1 numbers."""
     assign = commands.add_parser(
         "assign", help="write one assignment notebook per student with their own 5.1 numbers")
     assign.add_argument("--roster", type=Path, required=True, help="CSV of students (id column)")
@@ -156,6 +178,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="create the secret file first (fails if it exists)")
     assign.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC,
                         help="rubric whose [task51] activation the variants use")
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    """Add `grader export`: LMS import files from a finished run."""
     export = commands.add_parser("export", help="write LMS import files from a finished run")
     export.add_argument("out", type=Path, help="the --out folder of a finished `grader grade` run")
     export.add_argument("--format", choices=("full", "moodle", "canvas", "ilias"), default="full",
@@ -164,7 +190,6 @@ def _parser() -> argparse.ArgumentParser:
                         help="assignment column name for the Canvas import (default: %(default)s)")
     export.add_argument("--roster", type=Path,
                         help="CSV whose first column is the student id; its columns are added")
-    return parser
 
 
 def _positive(text: str) -> int:

@@ -80,7 +80,7 @@ def _sandbox_limits(rubric: Rubric) -> SandboxLimits:
 
 
 def _checkout_paths() -> list[Path]:
-    """List what a source checkout of the grader holds besides the package and the
+    """List what a source checkout of the grader contains besides the package and the
     interpreter: solutions, the notebook builder, samples and the git history, all of
     which would show reference answers to a notebook."""
     root = Path(__file__).resolve().parent.parent
