@@ -406,14 +406,17 @@ def _mount_plan(workdir: Path, hidden: list[Path]) -> list[tuple[str, Path]]:
         default_hidden.add(temporary)
     all_hidden = {path for path in caller_hidden | default_hidden if path.exists()}
 
+    # The sandbox's /tmp is a fresh tmpfs, so an interpreter or checkout under the
+    # host's /tmp (a CI clone, say) must be mounted again like one in a hidden folder.
+    covering = all_hidden | {Path("/tmp")}
     visible = [path for path in interpreter
-               if path.exists() and any(_is_within(path, folder) for folder in all_hidden)]
+               if path.exists() and any(_is_within(path, folder) for folder in covering)]
     visible += [path for path in imports
-                if any(_is_within(path, folder) for folder in default_hidden & all_hidden)]
+                if any(_is_within(path, folder) for folder in (default_hidden & all_hidden) | {Path("/tmp")})]
     mounts: list[tuple[str, Path]] = [
         ("hide" if path.is_dir() else "hide-file", path) for path in sorted(all_hidden)
     ]
-    mounts += [("ro-bind", path) for path in _outermost(visible, all_hidden)]
+    mounts += [("ro-bind", path) for path in _outermost(visible, covering)]
     mounts.append(("bind", workdir))
     # Sort by depth only; the sort is stable, so at equal depth a hidden path
     # stays before the binds that must show through it.
