@@ -65,16 +65,20 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def _read_stored_result(path: Path) -> SubmissionResult | None:
+    """Read a result document written by an earlier run; None, with a warning, if unreadable."""
+    try:
+        return SubmissionResult.from_document(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        log.warning("ignoring unreadable earlier result %s: %s", path, error)
+        return None
+
+
 def _previous_result(out_dir: Path, submission: Submission, rubric: Rubric) -> SubmissionResult | None:
     """Return the stored result when the submission's file and the rubric are unchanged."""
     path = out_dir / "results" / f"{submission.student}.json"
-    if not path.is_file():
-        return None
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        previous = SubmissionResult.from_document(document)
-    except (OSError, ValueError, TypeError, KeyError) as error:
-        log.warning("ignoring unreadable earlier result %s: %s", path, error)
+    previous = _read_stored_result(path) if path.is_file() else None
+    if previous is None:
         return None
     if previous.status == results.GRADER_ERROR or previous.rubric_sha256 != rubric.digest:
         return None
@@ -86,15 +90,9 @@ def _previous_result(out_dir: Path, submission: Submission, rubric: Rubric) -> S
 def _earlier_results(out_dir: Path, current: set[str]) -> list[SubmissionResult]:
     """Load the stored results of students outside this batch, so that grading a late
     submission into a class's output folder keeps everyone else's gradebook row."""
-    earlier = []
-    for path in sorted((out_dir / "results").glob("*.json")):
-        if path.stem in current:
-            continue
-        try:
-            earlier.append(SubmissionResult.from_document(json.loads(path.read_text(encoding="utf-8"))))
-        except (OSError, ValueError, TypeError, KeyError) as error:
-            log.warning("ignoring unreadable earlier result %s: %s", path, error)
-    return earlier
+    stored = (_read_stored_result(path) for path in sorted((out_dir / "results").glob("*.json"))
+              if path.stem not in current)
+    return [result for result in stored if result is not None]
 
 
 def _failed_result(submission: Submission, rubric: Rubric, reason: str,

@@ -186,8 +186,8 @@ def grade_output(rubric: Rubric, shape: list[int], fixed_batch: int) -> ItemResu
         if fixed_batch:
             result.message += f" It only works for a batch of exactly {fixed_batch}, though."
         return result
-    shown = "(" + ", ".join("N" if s == -1 else str(s) for s in shape) + ")"
-    result.message = f"forward returns shape {shown}, expected (N, 10)."
+    shape_text = "(" + ", ".join("N" if s == -1 else str(s) for s in shape) + ")"
+    result.message = f"forward returns shape {shape_text}, expected (N, 10)."
     return result
 
 
@@ -211,17 +211,17 @@ def grade_accuracy(rubric: Rubric, training: dict[str, Any], reported: float | N
         result.message = f"The grader could not train your model: {training['error']}"
         return result
     accuracy = training["accuracy"]
-    how = (f"The grader trained your model ({recipe.steps} steps of {recipe.optimizer.upper()}, "
+    summary = (f"The grader trained your model ({recipe.steps} steps of {recipe.optimizer.upper()}, "
            f"batch {training['batch_size']}, {training['train_images']} training images, "
            f"loss {training['loss']}) and measured {accuracy:.1%} test accuracy on "
            f"{training['test_images']} images")
     if reported is not None:
-        how += f"; your notebook reports {reported:.1%}"
+        summary += f"; your notebook reports {reported:.1%}"
     if accuracy >= recipe.threshold:
         result.points, result.outcome = result.max_points, "correct"
-        result.message = how + f". That reaches the threshold of {recipe.threshold:.0%}."
+        result.message = summary + f". That reaches the threshold of {recipe.threshold:.0%}."
     else:
-        result.message = how + f". That is below the threshold of {recipe.threshold:.0%}."
+        result.message = summary + f". That is below the threshold of {recipe.threshold:.0%}."
         result.hint = "Check the layers above: a model with the task's layers reaches the threshold."
     return result
 
@@ -248,10 +248,10 @@ class TableProblem(Exception):
     """The student's layer table cannot be read; the message explains why."""
 
 
-def _int(value: Any, what: str) -> int:
+def _int(value: Any, description: str) -> int:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
         return int(value)
-    raise TableProblem(f"{what} is {value!r}, not a whole number")
+    raise TableProblem(f"{description} is {value!r}, not a whole number")
 
 
 def _parse_table(raw: Any) -> list[tuple[str, str, int, list[int]]]:
@@ -373,28 +373,28 @@ def _hashed_table_matches(rubric, student, reference, field) -> bool:
 
 
 def _grade_table_field(rubric, item, student, reference, own, field, hints) -> None:
-    what = "parameter counts" if field == 2 else "output shapes"
+    subject = "parameter counts" if field == 2 else "output shapes"
     if rubric.selfcheck is not None:
         if _hashed_table_matches(rubric, student, reference, field):
             item.points, item.outcome = item.max_points, "correct"
-            item.message = f"All {what} are correct."
+            item.message = f"All {subject} are correct."
         else:
-            item.message = f"The {what} are not all correct (the self-check does not say which)."
+            item.message = f"The {subject} are not all correct (the self-check does not say which)."
         return
     mismatch = _table_mismatch(student, reference, field)
     if mismatch is None:
         item.points, item.outcome = item.max_points, "correct"
-        item.message = f"All {what} are correct."
+        item.message = f"All {subject} are correct."
         return
     if own is not None and own != reference and _table_mismatch(student, own, field) is None:
         item.points = round(item.max_points * rubric.follow_through_share, 4)
         item.outcome = "follow-through"
-        item.message = (f"The {what} match your own model, not the task's network, so they earn "
+        item.message = (f"The {subject} match your own model, not the task's network, so they earn "
                         "follow-through credit.")
         return
     ref_index, text = mismatch
     kind = reference[ref_index][0] if ref_index < len(reference) else ""
-    item.message = f"The {what} are not all correct: {text}."
+    item.message = f"The {subject} are not all correct: {text}."
     if rubric.reveal_reference and ref_index < len(reference):
         item.message += f" Expected {reference[ref_index][field - 1]}."
     item.hint = hints.get(kind, "")

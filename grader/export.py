@@ -16,9 +16,9 @@ Column conventions (each LMS matches rows on one id column and ignores the other
   exercise assignment in StudOn/ILIAS; the id is the login from the folder names of
   the ILIAS submission download.
 
-NOTE: the Moodle and Canvas layouts follow those systems' documented import
-columns; the ILIAS layout was not checked against an ILIAS import, so map its columns
-by hand there.
+NOTE: the Moodle and Canvas layouts follow those systems' documented import columns.
+The ILIAS layout was not checked against a real ILIAS import, so map its columns by
+hand there.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 without the reference solution or any reference value.
 
 ``build_kit`` writes a folder with a ``rubric.toml`` and a ``selfcheck.json``. The
-JSON holds salted SHA-256 hashes of the 5.1 answers (rounded to 3 decimals), of the
+JSON contains salted SHA-256 hashes of the 5.1 answers (rounded to 3 decimals), of the
 layer table's parameter counts, output shapes and total, and the reference layers
 with their parameter counts removed. The 5.1 inputs (weights, x, target) are left
 out, so the kit cannot recompute the answers; in the self-check a 5.1 answer is

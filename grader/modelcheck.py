@@ -92,7 +92,7 @@ def structure_key(program: Any) -> str:
     parameter shapes, and the values of every tensor that training does not reset.
 
     Two notebooks with the same key train to the same accuracy, so the result can
-    be reused; names of layers and attributes do not enter the key.
+    be reused. Names of layers and attributes do not enter the key.
     """
     import hashlib
 

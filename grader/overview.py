@@ -75,11 +75,12 @@ def render_overview(results: Iterable[SubmissionResult], rubric: Rubric, wall_se
     """Render the class overview page."""
     results = sorted(results, key=lambda r: r.student)
     graded = [r.total for r in results if r.status == GRADED]
+    histogram = score_histogram(graded, rubric.max_total)
     context = {
         "rubric": rubric,
         "results": results,
-        "histogram": score_histogram(graded, rubric.max_total),
-        "max_count": max([bar["count"] for bar in score_histogram(graded, rubric.max_total)] + [1]),
+        "histogram": histogram,
+        "max_count": max([bar["count"] for bar in histogram] + [1]),
         "pass_rates": item_pass_rates(results, rubric),
         "mistakes": common_mistakes(results),
         "medians": phase_medians(results),

@@ -79,16 +79,18 @@ def _sandbox_limits(rubric: Rubric) -> SandboxLimits:
     )
 
 
-def _checkout_paths() -> list[Path]:
+@lru_cache(maxsize=1)
+def _checkout_paths() -> tuple[Path, ...]:
     """List what a source checkout of the grader contains besides the package and the
     interpreter: solutions, the notebook builder, samples and the git history, all of
     which would show reference answers to a notebook."""
     root = Path(__file__).resolve().parent.parent
     if not (root / "pyproject.toml").is_file():
-        return []  # an installed package: nothing else lives beside it
+        return ()  # an installed package: nothing else lives beside it
     keep = {Path(__file__).resolve().parent, Path(sys.prefix).resolve()}
-    return [child for child in root.iterdir()
-            if child.resolve() not in keep and not any(k.is_relative_to(child.resolve()) for k in keep)]
+    return tuple(child for child in root.iterdir()
+                 if child.resolve() not in keep
+                 and not any(k.is_relative_to(child.resolve()) for k in keep))
 
 
 def _hidden(options: GradeOptions) -> tuple[Path, ...]:
