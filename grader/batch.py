@@ -28,7 +28,7 @@ from . import results
 from .ingest import IngestError, Submission, collect_submissions
 from .overview import write_overview
 from .similarity import find_similar
-from .pipeline import GradeOptions, grade_submission
+from .pipeline import GradeOptions, grade_submission, start_services
 from .report import write_feedback, write_gradebook, write_result
 from .results import SubmissionResult
 from .rubric import Rubric
@@ -124,7 +124,7 @@ def _run_parallel(todo: list[Submission], options: GradeOptions, workers: int,
     context = multiprocessing.get_context("spawn")
     while pending:
         with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                 initializer=_ignore_interrupts) as pool:
+                                 initializer=_start_worker, initargs=(options,)) as pool:
             try:
                 pending = _collect(pool, pending, options, finish, deaths)
             except KeyboardInterrupt:
@@ -136,8 +136,9 @@ def _run_parallel(todo: list[Submission], options: GradeOptions, workers: int,
                 raise
 
 
-def _ignore_interrupts() -> None:
+def _start_worker(options: GradeOptions) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    start_services(options)
 
 
 def _collect(pool: ProcessPoolExecutor, pending: list[Submission], options: GradeOptions,
@@ -251,6 +252,8 @@ def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, setting
 
         run_on_dask(todo, options, settings.scheduler, finish, workers=workers)
     elif workers <= 1:
+        if todo:
+            start_services(options)
         for submission in todo:
             finish(grade_submission(submission.path, submission.student, options))
     else:

@@ -16,23 +16,20 @@ import logging
 import os
 import re
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
-import psutil
-from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from .results import CellReport
-from .sandbox import ProcessWatchdog, Sandbox, SandboxLimits, wrap_command
+from .kernels import ForkServer, ForkServerKernelManager
+from .sandbox import ProcessWatchdog, Sandbox, SandboxLimits
 
 log = logging.getLogger(__name__)
 
@@ -43,23 +40,9 @@ INTERRUPT_GRACE = 10
 PROBE_TIMEOUT = 120
 # Kernels started for one notebook after the first died or hung.
 MAX_RESTARTS = 2
-
-
-KERNEL_ARGV = [sys.executable, "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-
-
-class _GraderKernelSpecs(KernelSpecManager):
-    """Hand out one kernelspec: ipykernel on the grader's own interpreter, in the sandbox.
-
-    Notebooks name all sorts of kernels (conda envs, VS Code, Colab); grading always
-    runs the interpreter that has the grader's torch installed.
-    """
-
-    argv: list[str] = []
-
-    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-        return KernelSpec(argv=self.argv, display_name="Python 3 (grader)", language="python",
-                          resource_dir="")
+# Files the probe writes in the working folder.
+ARCHIVE_NAME = ".grader-model.pt2"
+STATE_NAME = ".grader-state.json"
 
 
 @dataclass(frozen=True)
@@ -92,8 +75,9 @@ class Execution:
     seconds: float = 0.0
 
 
-def _kernel_env(workdir: Path, threads: int) -> dict[str, str]:
-    # A short, explicit environment: the grader's own variables stay out of the kernel.
+def kernel_env(workdir: Path, threads: int) -> dict[str, str]:
+    """Return a kernel's environment: short and explicit, so the grader's own variables
+    stay out of the kernel."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir),
@@ -172,30 +156,6 @@ def _death_cause(manager: AsyncKernelManager) -> str:
         return f"the kernel was stopped by signal {signal.Signals(-code).name}"
     return (f"the kernel exited with status {code}; os._exit(), exit() and quit() "
             "end the kernel, so remove them from the notebook")
-
-
-def _kill_kernel_processes(manager: AsyncKernelManager) -> None:
-    """Kill the kernel and every process it started, including ones that left its
-    process group with setsid (DataLoader workers, subprocesses)."""
-    process = getattr(manager.provisioner, "process", None)
-    if process is None:
-        return
-    try:
-        family = [psutil.Process(process.pid)]
-        family += family[0].children(recursive=True)
-    except psutil.NoSuchProcess:
-        family = []
-    for member in family:
-        try:
-            member.kill()
-        except psutil.NoSuchProcess:
-            pass
-    pgid = getattr(manager.provisioner, "pgid", None)
-    if pgid:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 class _Stop(Exception):
@@ -302,14 +262,11 @@ async def _replay(client: NotebookClient, run: Execution, progress: _Progress,
 
 
 def _new_client(notebook: nbformat.NotebookNode, workdir: Path, config: ExecutionConfig,
-                recorder: _CellRecorder) -> tuple[AsyncKernelManager, NotebookClient]:
-    specs = _GraderKernelSpecs()
-    specs.argv = wrap_command(config.sandbox, KERNEL_ARGV, workdir, config.limits, list(config.hidden))
+                recorder: _CellRecorder, server: ForkServer) -> tuple[AsyncKernelManager, NotebookClient]:
     # IPC sockets and the connection file in the working folder, the one folder the
     # sandboxed kernel can see; the kernel opens no network port.
-    manager = AsyncKernelManager(
-        kernel_name="python3",
-        kernel_spec_manager=specs,
+    manager = ForkServerKernelManager(
+        server,
         transport="ipc",
         ip=str(workdir / ".kernel"),
         connection_file=str(workdir / ".kernel.json"),
@@ -344,51 +301,51 @@ async def _extract(client: NotebookClient, config: ExecutionConfig, run: Executi
 
 
 async def _session(run: Execution, workdir: Path, config: ExecutionConfig, progress: _Progress,
-                   archive: Path, state_file: Path) -> bool:
+                   server: ForkServer) -> bool:
     """Run one kernel: set it up, replay earlier cells, run the rest and extract.
 
     Returns True when the notebook ran to its end, False when the kernel must be replaced.
     """
     recorder = _CellRecorder()
-    manager, client = _new_client(run.notebook, workdir, config, recorder)
+    manager, client = _new_client(run.notebook, workdir, config, recorder, server)
     watchdog: ProcessWatchdog | None = None
-    # The kernel's own messages ("To connect another client ...", crash reports) stay out
-    # of the grader's terminal; the last lines are logged when the kernel dies.
-    kernel_log = tempfile.TemporaryFile()
     try:
-        async with client.async_setup_kernel(env=_kernel_env(workdir, config.threads), cleanup_kc=True,
-                                             stdout=subprocess.DEVNULL, stderr=kernel_log):
-            if not config.sandbox.process_limit_enforced:
-                # RLIMIT_NPROC does not apply to root, so a watchdog counts processes instead.
-                watchdog = ProcessWatchdog(manager.provisioner.pid, config.limits.max_processes).start()
+        server.ensure_started()
+        if not config.sandbox.process_limit_enforced and server.pid is not None:
+            # RLIMIT_NPROC does not apply to root, so a watchdog counts processes instead.
+            watchdog = ProcessWatchdog(server.pid, config.limits.max_processes + server.idle_tasks).start()
+        async with client.async_setup_kernel(env=kernel_env(workdir, config.threads), cleanup_kc=True):
             try:
-                return await _run_session(client, manager, recorder, run, config, progress,
-                                          archive, state_file)
+                return await _run_session(client, manager, recorder, run, config, progress)
             finally:
-                if watchdog is not None:
-                    watchdog.stop()
-                    if watchdog.exceeded:
-                        message = (f"the notebook started more than {config.limits.max_processes} "
-                                   "processes and threads, so its kernel was stopped")
-                        run.failure = message
-                        if run.cells and run.cells[-1].outcome == "dead-kernel":
-                            run.cells[-1].error_value = message
-                # Before nbclient shuts the kernel down: afterwards its children are orphans
-                # that can no longer be found from it.
-                _kill_kernel_processes(manager)
+                # Before nbclient shuts the kernel down: whatever it started dies with it.
+                server.reset(keep=workdir)
     finally:
+        if watchdog is not None:
+            watchdog.stop()
+            if watchdog.exceeded:
+                message = (f"the notebook started more than {config.limits.max_processes} "
+                           "processes and threads, so its kernel was stopped")
+                run.failure = message
+                if run.cells and run.cells[-1].outcome == "dead-kernel":
+                    run.cells[-1].error_value = message
         if manager.has_kernel and await manager.is_alive():
             await manager.shutdown_kernel(now=True)
         if run.cells and run.cells[-1].outcome == "dead-kernel":
-            kernel_log.seek(0)
-            tail = kernel_log.read().decode("utf-8", "replace").strip().splitlines()[-5:]
-            log.info("kernel output before it died in %s: %s", workdir, " | ".join(tail))
-        kernel_log.close()
+            _log_kernel_output(workdir)
+
+
+def _log_kernel_output(workdir: Path) -> None:
+    try:
+        text = (workdir / ".grader-kernel.log").read_bytes()[-4096:].decode("utf-8", "replace")
+    except OSError:
+        return
+    tail = text.strip().splitlines()[-5:]
+    log.info("kernel output before it died in %s: %s", workdir, " | ".join(tail))
 
 
 async def _run_session(client: NotebookClient, manager: AsyncKernelManager, recorder: _CellRecorder,
-                       run: Execution, config: ExecutionConfig, progress: _Progress,
-                       archive: Path, state_file: Path) -> bool:
+                       run: Execution, config: ExecutionConfig, progress: _Progress) -> bool:
     setup = {"raw_dir": str(config.raw_dir), "train_images": config.train_images,
              "threads": config.threads}
     await _run_hidden(client, _probe_call("setup", setup), STARTUP_TIMEOUT)
@@ -398,18 +355,20 @@ async def _run_session(client: NotebookClient, manager: AsyncKernelManager, reco
     except _Stop as stop:
         run.failure = f"cell {stop.index + 1}: {run.cells[-1].error_value}"
         return False
-    await _extract(client, config, run, archive, state_file)
+    workdir = Path(client.resources["metadata"]["path"])
+    await _extract(client, config, run, workdir / ARCHIVE_NAME, workdir / STATE_NAME)
     return True
 
 
-async def _execute(notebook: nbformat.NotebookNode, workdir: Path, config: ExecutionConfig) -> Execution:
+async def _execute(notebook: nbformat.NotebookNode, workdir: Path, config: ExecutionConfig,
+                   server: ForkServer) -> Execution:
     run = Execution(notebook=notebook)
-    archive = workdir / ".grader-model.pt2"
-    state_file = workdir / ".grader-state.json"
+    archive = workdir / ARCHIVE_NAME
+    state_file = workdir / STATE_NAME
     progress = _Progress(started=time.monotonic())
     while True:
         try:
-            if await _session(run, workdir, config, progress, archive, state_file):
+            if await _session(run, workdir, config, progress, server):
                 break
         except (RuntimeError, TimeoutError, asyncio.TimeoutError) as error:
             log.error("kernel for %s failed: %s", workdir, error)
@@ -431,10 +390,11 @@ async def _execute(notebook: nbformat.NotebookNode, workdir: Path, config: Execu
 
 
 def execute_notebook(
-    notebook: nbformat.NotebookNode, workdir: Path, config: ExecutionConfig
+    notebook: nbformat.NotebookNode, workdir: Path, config: ExecutionConfig, server: ForkServer
 ) -> Execution:
-    """Run ``notebook`` in a new kernel with ``workdir`` as its working folder."""
+    """Run ``notebook`` in a new kernel forked by ``server``, in ``workdir``, which must
+    come from ``server.new_workdir()``."""
     started = time.monotonic()
-    run = asyncio.run(_execute(notebook, workdir, config))
+    run = asyncio.run(_execute(notebook, workdir, config, server))
     run.seconds = round(time.monotonic() - started, 3)
     return run

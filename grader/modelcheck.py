@@ -13,19 +13,18 @@ import functools
 import json
 import math
 import os
-import selectors
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .service import LineService, ServiceError
+
 _CURVE_EVERY = 10  # training steps per point of the loss and accuracy curve
 
 
-class ModelCheckError(Exception):
-    """The model check process failed or ran past its time limit."""
+# The model check process failed or ran past its time limit.
+ModelCheckError = ServiceError
 
 
 def _param_bounds(program: Any) -> dict[str, float]:
@@ -183,8 +182,6 @@ def _tensors(data_dir: str) -> tuple[Any, Any, Any, Any]:
 def _train(program: Any, layers: list[dict[str, Any]], request: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from .mnist import load_arrays
-
     recipe = request["training"]
     torch.manual_seed(recipe["seed"])
     train_x, train_y, test_x, test_y = _tensors(request["data_dir"])
@@ -301,82 +298,29 @@ def checker_env(workdir: Path, threads: int) -> dict[str, str]:
     return env
 
 
-class ModelChecker:
-    """A long-lived ``python -m grader.modelcheck`` child process with a time limit per request.
+class ModelChecker(LineService):
+    """The ``python -m grader.modelcheck --serve`` process of one grading worker."""
 
-    Keeping one process per grading worker pays the torch import once. A request
-    that runs past its limit kills the process; the next request starts a new one.
-    """
+    name = "the model check"
 
     def __init__(self, wrap: Callable[[list[str]], list[str]] = list, cwd: Path | None = None,
                  env: dict[str, str] | None = None) -> None:
-        self._wrap = wrap
-        self._cwd = cwd
-        self._env = env
-        self._process: subprocess.Popen[bytes] | None = None
-        self._stderr: Any = None
-        self._buffer = b""
+        super().__init__([sys.executable, "-I", "-m", "grader.modelcheck", "--serve"], wrap, cwd, env)
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        self._stderr = tempfile.TemporaryFile()
-        self._buffer = b""
-        self._process = subprocess.Popen(
-            self._wrap([sys.executable, "-I", "-m", "grader.modelcheck", "--serve"]),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            cwd=self._cwd, env=self._env, start_new_session=True,
-        )
-        return self._process
 
-    def _stderr_tail(self) -> str:
-        if self._stderr is None:
-            return ""
-        self._stderr.seek(0)
-        lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
-        return lines[-1][:500] if lines else ""
+def _warm_up() -> None:
+    """Load what the first request would otherwise load: torch, and the code that
+    reads, runs and trains an exported program."""
+    import io
 
-    def _read_line(self, process: subprocess.Popen[bytes], deadline: float) -> bytes:
-        assert process.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stdout, selectors.EVENT_READ)
-            while b"\n" not in self._buffer:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not selector.select(remaining):
-                    raise TimeoutError
-                chunk = os.read(process.stdout.fileno(), 1 << 16)
-                if not chunk:
-                    raise EOFError
-                self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return line
+    import torch
 
-    def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Send one request and return the reply; raise ModelCheckError on failure or timeout."""
-        process = self._process if self._process and self._process.poll() is None else self._start()
-        assert process.stdin is not None
-        try:
-            process.stdin.write(json.dumps(message).encode() + b"\n")
-            process.stdin.flush()
-            reply = json.loads(self._read_line(process, time.monotonic() + timeout))
-        except TimeoutError:
-            self.close()
-            raise ModelCheckError(f"the model check ran longer than {timeout:.0f} s") from None
-        except (EOFError, BrokenPipeError, json.JSONDecodeError):
-            detail = self._stderr_tail()
-            self.close()
-            raise ModelCheckError(f"the model check failed: {detail or 'the process exited'}") from None
-        if "failure" in reply:
-            raise ModelCheckError(f"the model check failed: {reply['failure']}")
-        return reply
-
-    def close(self) -> None:
-        if self._process is not None:
-            if self._process.poll() is None:
-                self._process.kill()
-            self._process.wait()
-            self._process = None
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(2 * 26 * 26, 10))
+    buffer = io.BytesIO()
+    torch.export.save(torch.export.export(model, (torch.zeros(2, 1, 28, 28),)), buffer)
+    buffer.seek(0)
+    module = torch.export.load(buffer).module()
+    torch.nn.functional.cross_entropy(module(torch.zeros(2, 1, 28, 28)), torch.zeros(2, dtype=torch.long)).backward()
 
 
 def serve() -> None:
@@ -387,6 +331,7 @@ def serve() -> None:
     # Replies use the original standard output; anything else printed goes to stderr.
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     sys.stdout = sys.stderr
+    _warm_up()
     service = _Service()
     for line in sys.stdin:
         try:

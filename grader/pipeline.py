@@ -4,9 +4,12 @@ and keep a failure in one phase from losing the rest of the result.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
+import importlib.metadata
 import importlib.util
+import os
 import json
 import logging
 import shutil
@@ -14,6 +17,7 @@ import sys
 import tempfile
 import time
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,12 +37,13 @@ from .check_model import (
     grade_pool,
     grade_table,
 )
-from .execute import ExecutionConfig, execute_notebook
+from .execute import ExecutionConfig, execute_notebook, kernel_env
 from .mnist import BUILTIN_DIR, write_torchvision_layout
+from .kernels import ForkServer
 from .modelcheck import ModelChecker, ModelCheckError, checker_env
 from .sandbox import Sandbox, SandboxLimits, detect_sandbox, wrap_command
 from .notebook import NotebookProblem, cap_outputs, read_notebook
-from .results import CellReport, ItemResult, SubmissionResult
+from .results import ItemResult, SubmissionResult
 from .variants import rubric_for
 from .rubric import ANSWER_NAMES, CLASS_NAME, EXTRA_NAMES, Rubric
 
@@ -102,21 +107,24 @@ def _hidden(options: GradeOptions) -> tuple[Path, ...]:
 
 
 _checker: tuple[ModelChecker, Path, tuple[Any, ...]] | None = None
+_server: tuple[ForkServer, tuple[Any, ...]] | None = None
+
+
+def _service_settings(options: GradeOptions) -> tuple[Any, ...]:
+    return (options.data_dir, options.sandbox, _hidden(options), _sandbox_limits(options.rubric),
+            options.rubric.training.threads, options.kernel_threads)
 
 
 def model_checker(options: GradeOptions) -> tuple[ModelChecker, Path]:
-    """Return this process's model check service and its working folder, started on
+    """Return this process's model check service and its working folder, created on
     first use. The folder contains a copy of the MNIST files and each archive to check.
 
     A later batch in the same process with other data, sandbox or limits gets a new one.
     """
     global _checker
-    settings = (options.data_dir, options.sandbox, _hidden(options), _sandbox_limits(options.rubric),
-                options.rubric.training.threads)
+    settings = _service_settings(options)
     if _checker is not None and _checker[2] != settings:
-        _checker[0].close()
-        shutil.rmtree(_checker[1], ignore_errors=True)
-        _checker = None
+        _close_checker()
     if _checker is None:
         workdir = Path(tempfile.mkdtemp(prefix="grader-check-"))
         data = workdir / "data"
@@ -133,6 +141,69 @@ def model_checker(options: GradeOptions) -> tuple[ModelChecker, Path]:
         )
         _checker = (checker, workdir, settings)
     return _checker[0], _checker[1]
+
+
+def _close_checker() -> None:
+    global _checker
+    if _checker is not None:
+        _checker[0].close()
+        shutil.rmtree(_checker[1], ignore_errors=True)
+        _checker = None
+
+
+def kernel_server(options: GradeOptions) -> ForkServer:
+    """Return this process's kernel fork server, created on first use.
+
+    A later batch in the same process with other data, sandbox or limits gets a new one.
+    """
+    global _server
+    settings = _service_settings(options)
+    if _server is not None and _server[1] != settings:
+        _close_server()
+    if _server is None:
+        server = ForkServer(_detect_sandbox(options.sandbox), _sandbox_limits(options.rubric),
+                            list(_hidden(options)), kernel_env(Path("/"), options.kernel_threads))
+        _server = (server, settings)
+    return _server[0]
+
+
+def _close_server() -> None:
+    global _server
+    if _server is not None:
+        _server[0].shut_down()
+        _server = None
+
+
+def close_services() -> None:
+    """Stop this process's model check and fork server and delete their folders."""
+    _close_checker()
+    _close_server()
+
+
+atexit.register(close_services)
+
+
+def start_services(options: GradeOptions) -> None:
+    """Start the fork server and the model check process, and begin tracing the reference
+    model in a thread; return without waiting for any of them.
+
+    All three import torch, so starting them before the first notebook lets those
+    costs overlap with each other and with the notebook's preparation.
+    """
+    kernel_server(options).start()
+    model_checker(options)[0].start()
+    if options.rubric.selfcheck is None and options.rubric.reference_module is not None:
+        _reference_job(options.rubric.reference_module)
+
+
+@contextmanager
+def _notebook_workdir(server: ForkServer) -> Iterator[Path]:
+    """Give a notebook a fresh folder in the fork server's sandbox, and clear it after."""
+    workdir = server.new_workdir()
+    try:
+        yield workdir
+    finally:
+        server.reset()
 
 
 def _check(options: GradeOptions, message: dict[str, Any]) -> dict[str, Any]:
@@ -167,8 +238,33 @@ def _train_cached(options: GradeOptions, request: dict[str, Any], key: str) -> d
     return training
 
 
-@lru_cache(maxsize=4)
+def _reference_cache_file(reference_module: Path) -> Path:
+    """Name the cache file of a reference's layers after everything that shapes them:
+    the reference source, the grader's layer reader and the torch release."""
+    digest = hashlib.sha256(reference_module.read_bytes())
+    digest.update((Path(__file__).parent / "layers.py").read_bytes())
+    digest.update(importlib.metadata.version("torch").encode())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "grader"
+    return cache / f"reference-layers-{digest.hexdigest()[:32]}.json"
+
+
 def reference_layers(reference_module: Path) -> list[dict[str, Any]]:
+    """Return the layer records of the reference ConvNet, from the user's cache folder
+    when this reference was traced before with the same grader and torch."""
+    cache_file = _reference_cache_file(reference_module)
+    try:
+        return list(json.loads(cache_file.read_text(encoding="utf-8"))["layers"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not cached yet, or unreadable: trace it
+    layers = _trace_reference(reference_module)
+    try:
+        results.write_json_atomic(cache_file, {"reference": str(reference_module), "layers": layers})
+    except OSError as error:
+        log.debug("cannot cache the reference layers in %s: %s", cache_file, error)
+    return layers
+
+
+def _trace_reference(reference_module: Path) -> list[dict[str, Any]]:
     """Export the reference ConvNet and return its layer records."""
     import torch
 
@@ -185,12 +281,24 @@ def reference_layers(reference_module: Path) -> list[dict[str, Any]]:
     return [layer.to_dict() for layer in layers_from_program(program)]
 
 
+# Tracing the reference imports torch, which takes seconds, so it runs in a thread
+# while the first notebook executes.
+_reference_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grader-reference")
+_reference_jobs: dict[Path, Future[list[dict[str, Any]]]] = {}
+
+
+def _reference_job(reference_module: Path) -> Future[list[dict[str, Any]]]:
+    if reference_module not in _reference_jobs:
+        _reference_jobs[reference_module] = _reference_pool.submit(reference_layers, reference_module)
+    return _reference_jobs[reference_module]
+
+
 def expected_layers(rubric: Rubric) -> list[dict[str, Any]]:
     """Return the reference layers: traced from the reference ConvNet, or from the kit."""
     if rubric.selfcheck is not None:
         return rubric.selfcheck["expected_layers"]
     assert rubric.reference_module is not None
-    return reference_layers(rubric.reference_module)
+    return _reference_job(rubric.reference_module).result()
 
 
 class _Phases:
@@ -385,7 +493,6 @@ def grade_submission(path: Path, student: str, options: GradeOptions) -> Submiss
 
 def _grade_file(result: SubmissionResult, path: Path, student: str, options: GradeOptions,
                 phase: _Phases) -> None:
-    rubric = options.rubric
     try:
         notebook, notes = read_notebook(path)
     except NotebookProblem as problem:
@@ -393,13 +500,13 @@ def _grade_file(result: SubmissionResult, path: Path, student: str, options: Gra
         result.reason = str(problem)
         return
     result.notes.extend(notes)
-    with tempfile.TemporaryDirectory(prefix="grader-") as temporary:
-        workdir = Path(temporary)
+    server = kernel_server(options)
+    with _notebook_workdir(server) as workdir:
         with phase("prepare"):
             raw_dir = write_torchvision_layout(options.data_dir, workdir / ".data")
             nbformat.write(notebook, workdir / path.name)
         with phase("execute"):
-            run = execute_notebook(notebook, workdir, _execution_config(options, raw_dir))
+            run = execute_notebook(notebook, workdir, _execution_config(options, raw_dir), server)
         result.cells = run.cells
         _save_executed(run.notebook, options, student)
         if run.state is None:

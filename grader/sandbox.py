@@ -495,13 +495,14 @@ def _sandbox_members(pid: int, table: dict[int, tuple[int, int, int]]) -> set[in
     children: dict[int, list[int]] = {}
     for child, (parent, _, _) in table.items():
         children.setdefault(parent, []).append(child)
-    members = {other for other, (_, session, _) in table.items() if session == pid}
-    pending = [pid]
+    members: set[int] = set()
+    pending = [pid, *(other for other, (_, session, _) in table.items() if session == pid)]
     while pending:
         current = pending.pop()
-        if current in table:
-            members.add(current)
-        pending.extend(child for child in children.get(current, []) if child not in members)
+        if current in members or current not in table:
+            continue
+        members.add(current)
+        pending.extend(children.get(current, []))
     return members
 
 

@@ -1,0 +1,319 @@
+"""Fork server for notebook kernels: one per grading worker, inside the sandbox.
+
+A fresh kernel spends about 3 s of CPU importing torch and torchvision before the
+first cell runs. This process imports them once, warms up ``torch.export`` and a
+training step (both load lazily), and then forks one ``ipykernel`` kernel per
+notebook. The grader starts it with ``python -I -m grader.forkserver`` inside
+the same sandbox and limits a single kernel would get (see ``grader/kernels.py``).
+
+Requests come as JSON lines on standard input; each gets one JSON line back:
+
+- ``{"op": "start", "argv": [...], "env": {...}, "cwd": DIR, "log": FILE}``
+  forks a kernel with ``argv`` as its ipykernel arguments and replies
+  ``{"pid": PID}``. The kernel's standard error goes to ``log``.
+- ``{"op": "poll", "pid": PID}`` replies ``{"status": STATUS}``: ``null`` while
+  the kernel runs, then its exit status (negative for a signal).
+- ``{"op": "signal", "pid": PID, "signal": NUMBER}`` signals the kernel's
+  process group (the kernel is a session leader).
+- ``{"op": "reset"}`` kills every process the notebook left behind and, with
+  ``--pid-namespace``, empties the sandbox's own ``/tmp`` and ``/dev/shm`` and
+  removes System V IPC objects, so the next notebook starts from a clean sandbox.
+
+A failed request replies ``{"failure": MESSAGE}``.
+
+Three things keep one notebook from reaching the next. The server is made
+non-dumpable, so a kernel can neither ptrace it nor read its memory or file
+descriptors through ``/proc``. A kernel closes the server's pipes before any
+student code runs. And ``reset`` runs between notebooks. With ``--pid-namespace`` (the
+bubblewrap sandbox, where this server and its kernels are alone in a PID, IPC
+and network namespace) ``reset`` kills every process but itself and the
+namespace's init. Without it (limits-only), it kills each kernel's session and
+descendants, and processes that left both survive, as they do with a fresh
+kernel in that mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import io
+import json
+import os
+import shutil
+import signal
+import stat
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+PR_SET_DUMPABLE = 4
+IPC_RMID = 0
+# Folders of the bubblewrap sandbox that a kernel can write to besides its
+# working folder. Both are the sandbox's own, so emptying them touches no host file.
+SCRATCH_FOLDERS = (Path("/tmp"), Path("/dev/shm"))
+RESET_ATTEMPTS = 100
+RESET_PAUSE = 0.02
+
+
+def _preload() -> None:
+    """Import what every kernel needs and run each lazily loaded part of torch once.
+
+    The warm-up runs with one torch thread, so no OpenMP thread pool exists when
+    the server forks: a pool does not survive ``fork``.
+    """
+    import numpy  # noqa: F401
+    import torch
+    import torch.export
+    import torchvision  # noqa: F401
+    from ipykernel import kernelapp  # noqa: F401
+
+    torch.set_num_threads(1)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(2 * 13 * 13, 10),
+    )
+    images = torch.zeros(4, 1, 28, 28)
+    for optimiser in (torch.optim.SGD(model.parameters(), lr=0.1), torch.optim.Adam(model.parameters())):
+        loss = torch.nn.functional.cross_entropy(model(images), torch.zeros(4, dtype=torch.long))
+        loss.backward()
+        optimiser.step()
+        optimiser.zero_grad()
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.export.export(model.eval(), (images,), dynamic_shapes=({0: batch},))
+    torch.export.save(program, io.BytesIO())
+
+
+def _set_dumpable(value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
+
+
+def _become_kernel(request: dict[str, Any]) -> int:
+    """Turn this forked child into an ipykernel process; return its exit status."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.dup2(log, 2)
+    # The server's request and reply pipes are among these: no notebook may talk to it.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
+    _set_dumpable(1)  # a normal process again, for the notebook's own tools
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    import numpy
+
+    numpy.random.seed()  # a fresh interpreter would have its own seed; `random` reseeds itself
+    sys.argv = ["ipykernel_launcher", *request["argv"]]
+    from ipykernel import kernelapp
+
+    try:
+        kernelapp.launch_new_instance()
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 0
+    return 0
+
+
+def _start(request: dict[str, Any], children: dict[int, int | None]) -> dict[str, Any]:
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            status = _become_kernel(request)
+        except BaseException:  # the child must never return into the server loop
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(status)
+    children[pid] = None
+    return {"pid": pid}
+
+
+def _reap(children: dict[int, int | None]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid in children:
+            children[pid] = os.waitstatus_to_exitcode(status)
+
+
+def _poll(request: dict[str, Any], children: dict[int, int | None]) -> dict[str, Any]:
+    _reap(children)
+    pid = int(request["pid"])
+    if pid not in children:
+        raise ValueError(f"no kernel with pid {pid} was started here")
+    return {"status": children[pid]}
+
+
+def _signal(request: dict[str, Any], children: dict[int, int | None]) -> dict[str, Any]:
+    pid = int(request["pid"])
+    if pid not in children:
+        raise ValueError(f"no kernel with pid {pid} was started here")
+    if children[pid] is None:
+        try:
+            os.killpg(pid, int(request["signal"]))
+        except ProcessLookupError:
+            pass
+    return {}
+
+
+def _other_processes() -> list[int]:
+    """List the live processes of this PID namespace besides this one and its init."""
+    others = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) in (1, os.getpid()):
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as status:
+                text = status.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        if text[text.rfind(")") + 2:][:1] != "Z":
+            others.append(int(entry.name))
+    return others
+
+
+def _kill_namespace(children: dict[int, int | None]) -> None:
+    for _ in range(RESET_ATTEMPTS):
+        try:
+            os.kill(-1, signal.SIGKILL)  # every process here but this one and init
+        except ProcessLookupError:
+            pass
+        _reap(children)
+        # A killed kernel shows as a zombie before its exit status can be collected.
+        if not _other_processes() and all(status is not None for status in children.values()):
+            return
+        time.sleep(RESET_PAUSE)
+    raise RuntimeError(f"processes {_other_processes()} survived SIGKILL")
+
+
+def _kill_sessions(children: dict[int, int | None]) -> None:
+    from grader.sandbox import kill_process_group
+
+    for pid, status in children.items():
+        if status is None:
+            kill_process_group(pid)
+    deadline = time.monotonic() + RESET_ATTEMPTS * RESET_PAUSE
+    while any(status is None for status in children.values()) and time.monotonic() < deadline:
+        _reap(children)
+        time.sleep(RESET_PAUSE)
+
+
+def remove_tree(path: str) -> None:
+    """Delete a file or folder tree, first making folders that a notebook locked writable."""
+
+    def unlock(function: Any, failed: str, _: Any) -> None:
+        parent = os.path.dirname(failed)
+        os.chmod(parent, stat.S_IRWXU)
+        if os.path.isdir(failed) and not os.path.islink(failed):
+            os.chmod(failed, stat.S_IRWXU)
+        function(failed)
+
+    if os.path.isdir(path) and not os.path.islink(path):
+        os.chmod(path, stat.S_IRWXU)
+        shutil.rmtree(path, onerror=unlock)
+    else:
+        os.unlink(path)
+
+
+def _mount_points() -> list[Path]:
+    points = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
+        for line in mounts:
+            # The mount point is the fifth field, with spaces and such escaped as octal.
+            field = line.split()[4]
+            points.append(Path(field.encode().decode("unicode_escape")))
+    return points
+
+
+def _empty_scratch() -> None:
+    """Delete what the notebook left in the scratch folders.
+
+    An entry that is, or contains, a mount point is kept: the sandbox mounts the
+    working folder, and maybe the Python installation, inside ``/tmp``.
+    """
+    mounts = _mount_points()
+    for folder in SCRATCH_FOLDERS:
+        if not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            path = Path(entry.path)
+            if not any(point == path or path in point.parents for point in mounts):
+                remove_tree(entry.path)
+
+
+def _remove_ipc_objects() -> None:
+    """Remove the System V shared memory, semaphores and queues of this IPC namespace."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    removers = {
+        "shm": lambda ident: libc.shmctl(ident, IPC_RMID, None),
+        "sem": lambda ident: libc.semctl(ident, 0, IPC_RMID),
+        "msg": lambda ident: libc.msgctl(ident, IPC_RMID, None),
+    }
+    for kind, remove in removers.items():
+        try:
+            lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 1:
+                remove(int(fields[1]))
+
+
+def _reset(children: dict[int, int | None], own_namespace: bool) -> dict[str, Any]:
+    if own_namespace:
+        _kill_namespace(children)
+        _empty_scratch()
+        _remove_ipc_objects()
+    else:
+        _kill_sessions(children)
+    return {}
+
+
+def serve(own_namespace: bool) -> None:
+    """Preload, then serve requests from standard input until it closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are for the kernels
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not reach the grader
+    _preload()
+    _set_dumpable(0)
+    children: dict[int, int | None] = {}
+    handlers = {
+        "start": lambda request: _start(request, children),
+        "poll": lambda request: _poll(request, children),
+        "signal": lambda request: _signal(request, children),
+        "reset": lambda request: _reset(children, own_namespace),
+    }
+    replies.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
+    replies.flush()
+    for line in sys.stdin:
+        try:
+            request = json.loads(line)
+            reply = handlers[request["op"]](request)
+        except Exception as error:  # a bad request must not end the server
+            reply = {"failure": f"{type(error).__name__}: {str(error)[:500]}"}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+
+
+def main(args: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m grader.forkserver", description=__doc__.split("\n")[0])
+    parser.add_argument("--pid-namespace", action="store_true",
+                        help="this server and its kernels are alone in their PID, IPC and mount namespaces")
+    options = parser.parse_args(args)
+    serve(options.pid_namespace)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Kernels forked from a warm fork server, behind jupyter_client's kernel manager API.
+
+``ForkServer`` is the grader's side of one ``grader.forkserver`` process (one per
+grading worker) running in the sandbox. It hands out a fresh working folder
+inside its sandbox for each notebook, and ``reset`` clears the sandbox between
+notebooks. ``ForkServerKernelManager`` is an ``AsyncKernelManager`` whose
+kernels that server forks, so nbclient drives them like any other kernel:
+interrupts still arrive as SIGINT to the kernel's process group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+
+from .forkserver import remove_tree
+from .sandbox import Sandbox, SandboxLimits, _process_table, _sandbox_members, wrap_command
+from .service import LineService, ServiceError
+
+log = logging.getLogger(__name__)
+
+# Seconds for a start, poll or signal request, and for a reset, which may wait
+# for many processes to die and delete many files.
+REQUEST_TIMEOUT = 30.0
+RESET_TIMEOUT = 120.0
+# The status reported for a kernel whose fork server died: it died with it.
+LOST_STATUS = -signal.SIGKILL
+
+
+class ForkServer(LineService):
+    """One ``python -m grader.forkserver`` process in its own sandbox.
+
+    The sandbox's working folder is a private temporary folder (``slot``); each
+    notebook gets a new folder inside it from ``new_workdir``. Call ``reset``
+    after each notebook and ``close`` at the end.
+    """
+
+    name = "the kernel fork server"
+    greeting = True
+
+    def __init__(self, sandbox: Sandbox, limits: SandboxLimits, hidden: list[Path],
+                 env: dict[str, str]) -> None:
+        self.slot = Path(tempfile.mkdtemp(prefix="grader-kernels-")).resolve()
+        self.sandbox = sandbox
+        argv = [sys.executable, "-I", "-m", "grader.forkserver"]
+        if sandbox.kind == "bubblewrap":
+            argv.append("--pid-namespace")
+        super().__init__(argv, wrap=lambda command: wrap_command(sandbox, command, self.slot, limits, hidden),
+                         cwd=self.slot, env={**env, "HOME": str(self.slot)})
+        self._numbers = itertools.count(1)
+        self.idle_tasks = 0  # processes and threads of the sandbox with no kernel running
+
+    def new_workdir(self) -> Path:
+        """Create an empty working folder for the next notebook, visible in the sandbox."""
+        workdir = self.slot / f"notebook-{next(self._numbers)}"
+        workdir.mkdir()
+        return workdir
+
+    def ensure_started(self) -> None:
+        """Start the server if it is not running and wait until it has imported torch."""
+        self._ready()
+        if not self.idle_tasks and self.pid is not None:
+            table = _process_table()
+            self.idle_tasks = sum(table[pid][2] for pid in _sandbox_members(self.pid, table))
+
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, log_file: Path) -> tuple[int, int]:
+        """Fork a kernel; return its pid inside the sandbox and the server's generation.
+
+        A server that died is started again first.
+        """
+        message = {"op": "start", "argv": argv, "env": env, "cwd": str(cwd), "log": str(log_file)}
+        try:
+            self.ensure_started()
+            return int(self.request(message, REQUEST_TIMEOUT)["pid"]), self.generation
+        except ServiceError as error:
+            log.warning("%s; starting a new one", error)
+            self.close()
+            self.ensure_started()
+            return int(self.request(message, REQUEST_TIMEOUT)["pid"]), self.generation
+
+    def poll(self, pid: int, generation: int) -> int | None:
+        """Return the exit status of a kernel of ``generation``, or None while it runs."""
+        if generation != self.generation or not self.running:
+            return LOST_STATUS  # its server, and so its sandbox, is gone
+        try:
+            status = self.request({"op": "poll", "pid": pid}, REQUEST_TIMEOUT)["status"]
+        except ServiceError as error:
+            log.warning("%s; the kernel %d is lost", error, pid)
+            self.close()
+            return LOST_STATUS
+        return None if status is None else int(status)
+
+    def signal(self, pid: int, generation: int, signum: int) -> None:
+        """Send ``signum`` to the process group of a kernel of ``generation``."""
+        if generation != self.generation or not self.running:
+            return
+        try:
+            self.request({"op": "signal", "pid": pid, "signal": int(signum)}, REQUEST_TIMEOUT)
+        except ServiceError as error:
+            log.warning("%s; the kernel %d is lost", error, pid)
+            self.close()
+
+    def reset(self, keep: Path | None = None) -> None:
+        """Kill what the last kernel left running and empty the sandbox's folders but ``keep``.
+
+        When the server cannot do that, it is killed with its whole sandbox and the
+        next kernel gets a new one.
+        """
+        if self.running:
+            try:
+                self.request({"op": "reset"}, RESET_TIMEOUT)
+            except ServiceError as error:
+                log.warning("%s; starting a new sandbox for the next notebook", error)
+                self.close()
+        for entry in self.slot.iterdir():
+            if entry == keep:
+                continue
+            try:
+                remove_tree(str(entry))
+            except OSError as error:
+                log.warning("cannot delete %s after a notebook: %s", entry, error)
+
+    def shut_down(self) -> None:
+        """Close the server and delete its folder."""
+        self.close()
+        shutil.rmtree(self.slot, ignore_errors=True)
+
+
+class _ForkedKernel:
+    """The ``process`` of a forked kernel, for code that expects a ``Popen``."""
+
+    def __init__(self, server: ForkServer, pid: int, generation: int) -> None:
+        self.server = server
+        self.pid = pid
+        self.generation = generation
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.server.poll(self.pid, self.generation)
+        return self.returncode
+
+
+class _ForkServerProvisioner(LocalProvisioner):  # type: ignore[misc]
+    """Launch, signal and watch a kernel through the fork server instead of ``Popen``."""
+
+    server: ForkServer
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+        cwd = Path(kwargs.get("cwd") or self.server.slot)
+        pid, generation = self.server.spawn(cmd, dict(kwargs.get("env") or {}), cwd,
+                                            cwd / ".grader-kernel.log")
+        self.process = _ForkedKernel(self.server, pid, generation)
+        self.pid = pid
+        self.pgid = pid
+        self.cwd = cwd
+        return self.connection_info
+
+    async def poll(self) -> int | None:
+        return self.process.poll() if self.process is not None else 0
+
+    async def wait(self) -> int | None:
+        if self.process is None:
+            return 0
+        while (status := self.process.poll()) is None:
+            await asyncio.sleep(0.05)
+        self.process = None
+        return status
+
+    async def send_signal(self, signum: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.server.signal(self.pid, self.process.generation, signum)
+
+    async def kill(self, restart: bool = False) -> None:
+        await self.send_signal(signal.SIGKILL)
+
+    async def terminate(self, restart: bool = False) -> None:
+        await self.send_signal(signal.SIGTERM)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        return None
+
+
+class _GraderKernelSpecs(KernelSpecManager):
+    """Hand out one kernelspec, whatever the notebook names: ipykernel in the fork server.
+
+    Notebooks name all sorts of kernels (conda envs, VS Code, Colab); grading always
+    runs the interpreter that has the grader's torch installed. The argv holds only
+    the kernel's own arguments, because the fork server is already running Python.
+    """
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        return KernelSpec(argv=["-f", "{connection_file}"], display_name="Python 3 (grader)",
+                          language="python", resource_dir="")
+
+
+class ForkServerKernelManager(AsyncKernelManager):  # type: ignore[misc]
+    """An ``AsyncKernelManager`` whose kernels ``server`` forks."""
+
+    def __init__(self, server: ForkServer, **kwargs: Any) -> None:
+        super().__init__(kernel_name="python3", kernel_spec_manager=_GraderKernelSpecs(), **kwargs)
+        self._server = server
+
+    async def _async_pre_start_kernel(self, **kwargs: Any) -> Any:
+        if self.provisioner is None:
+            self.kernel_id = self.kernel_id or str(uuid.uuid4())
+            provisioner = _ForkServerProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec,
+                                                 parent=self)
+            provisioner.server = self._server
+            self.provisioner = provisioner
+        return await super()._async_pre_start_kernel(**kwargs)
