@@ -1,8 +1,8 @@
 """Run a student notebook in a fresh IPython kernel and collect its final state.
 
-Each notebook runs in its own kernel process, started from the grader's own Python
-(the notebook's kernelspec is ignored), in a working folder that holds only a copy
-of the notebook and the MNIST data. Cells run in order; an error does not stop
+Each notebook runs in its own kernel process, forked from the worker's warm fork
+server (``grader/kernels.py``; the notebook's kernelspec is ignored), in a working
+folder that holds only a copy of the notebook and the MNIST data. Cells run in order; an error does not stop
 later cells, an over-long cell is interrupted, and the whole notebook has a time
 budget. After the last cell the grader's probe copies the graded names to JSON and
 exports the model class, and the kernel is shut down.
@@ -310,11 +310,10 @@ async def _session(run: Execution, workdir: Path, config: ExecutionConfig, progr
     manager, client = _new_client(run.notebook, workdir, config, recorder, server)
     watchdog: ProcessWatchdog | None = None
     try:
-        server.ensure_started()
-        if not config.sandbox.process_limit_enforced and server.pid is not None:
-            # RLIMIT_NPROC does not apply to root, so a watchdog counts processes instead.
-            watchdog = ProcessWatchdog(server.pid, config.limits.max_processes + server.idle_tasks).start()
         async with client.async_setup_kernel(env=kernel_env(workdir, config.threads), cleanup_kc=True):
+            if not config.sandbox.process_limit_enforced and server.pid is not None:
+                # RLIMIT_NPROC does not apply to root, so a watchdog counts processes instead.
+                watchdog = ProcessWatchdog(server.pid, config.limits.max_processes + server.idle_tasks).start()
             try:
                 return await _run_session(client, manager, recorder, run, config, progress)
             finally:

@@ -26,7 +26,14 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
 from .forkserver import remove_tree
-from .sandbox import Sandbox, SandboxLimits, _process_table, _sandbox_members, wrap_command
+from .sandbox import (
+    Sandbox,
+    SandboxLimits,
+    _process_table,
+    _sandbox_members,
+    kill_process_group,
+    wrap_command,
+)
 from .service import LineService, ServiceError
 
 log = logging.getLogger(__name__)
@@ -61,6 +68,7 @@ class ForkServer(LineService):
                          cwd=self.slot, env={**env, "HOME": str(self.slot)})
         self._numbers = itertools.count(1)
         self.idle_tasks = 0  # processes and threads of the sandbox with no kernel running
+        self._kernels: list[int] = []  # limits-only: kernels started since the last reset
 
     def new_workdir(self) -> Path:
         """Create an empty working folder for the next notebook, visible in the sandbox."""
@@ -83,12 +91,15 @@ class ForkServer(LineService):
         message = {"op": "start", "argv": argv, "env": env, "cwd": str(cwd), "log": str(log_file)}
         try:
             self.ensure_started()
-            return int(self.request(message, REQUEST_TIMEOUT)["pid"]), self.generation
+            pid = int(self.request(message, REQUEST_TIMEOUT)["pid"])
         except ServiceError as error:
             log.warning("%s; starting a new one", error)
             self.close()
             self.ensure_started()
-            return int(self.request(message, REQUEST_TIMEOUT)["pid"]), self.generation
+            pid = int(self.request(message, REQUEST_TIMEOUT)["pid"])
+        if self.sandbox.kind == "limits-only":
+            self._kernels.append(pid)  # a host pid, as there is no PID namespace
+        return pid, self.generation
 
     def poll(self, pid: int, generation: int) -> int | None:
         """Return the exit status of a kernel of ``generation``, or None while it runs."""
@@ -121,9 +132,11 @@ class ForkServer(LineService):
         if self.running:
             try:
                 self.request({"op": "reset"}, RESET_TIMEOUT)
+                self._kernels.clear()
             except ServiceError as error:
                 log.warning("%s; starting a new sandbox for the next notebook", error)
                 self.close()
+        self._kill_kernels()
         for entry in self.slot.iterdir():
             if entry == keep:
                 continue
@@ -131,6 +144,21 @@ class ForkServer(LineService):
                 remove_tree(str(entry))
             except OSError as error:
                 log.warning("cannot delete %s after a notebook: %s", entry, error)
+
+    def close(self) -> None:
+        """Kill the server with its sandbox, and in limits-only mode its kernels too."""
+        super().close()
+        self._kill_kernels()
+
+    def _kill_kernels(self) -> None:
+        """Kill the kernels of a limits-only server that could not reset, and what they
+        started in their sessions. Without a PID namespace they outlive their server."""
+        table = _process_table()
+        for pid in self._kernels:
+            # A kernel leads its own session; any other process with that pid is not it.
+            if pid in table and table[pid][1] == pid:
+                kill_process_group(pid)
+        self._kernels.clear()
 
     def shut_down(self) -> None:
         """Close the server and delete its folder."""

@@ -203,6 +203,10 @@ def test_server_killed_by_notebook_is_replaced(server: ForkServer) -> None:
         time.sleep(0.1)  # bwrap ends when its command does
     assert server.poll(first["pid"], generation) in (LOST_STATUS, None)
     server.reset()
+    if server.sandbox.kind == "limits-only":
+        # No PID namespace ends the orphaned kernel; the reset must have killed it.
+        table = _process_table()
+        assert first["pid"] not in table or table[first["pid"]][1] != first["pid"]
     second = run_in_kernel(server, "import json, sys\nprint(json.dumps({'ok': 'torch' in sys.modules}))")
     assert second["ok"] is True
     assert server.generation == generation + 1
