@@ -26,11 +26,13 @@ class WayFailed(Exception):
     """Failure to set up or run a way, which leaves the way without a valid measurement."""
 
 
-def classify_process(cmdline: list[str], is_root: bool) -> str:
-    """Name the role of a process in a grading run from its command line.
+def classify_process(cmdline: list[str], is_root: bool, name: str = "") -> str:
+    """Name the role of a process in a grading run from its command line and name.
 
-    Roles: ``main`` (the launched command), ``kernel``, ``worker`` (a
-    multiprocessing worker), ``model-check`` (the grader's model check),
+    Roles: ``main`` (the launched command), ``kernel``, ``fork-server`` (the
+    grader's kernel fork server; the kernels it forks keep its command line but
+    are named ``grader-kernel``), ``worker`` (a multiprocessing worker),
+    ``model-check`` (the grader's model check),
     ``sandbox`` (bubblewrap), ``launcher`` (the grader's resource-limit launcher
     before it executes its command), ``helper`` (the multiprocessing resource
     tracker) and ``other``.
@@ -51,6 +53,8 @@ def classify_process(cmdline: list[str], is_root: bool) -> str:
                 return "kernel"
             if module == "grader.modelcheck":
                 return "model-check"
+            if module == "grader.forkserver":
+                return "kernel" if name == "grader-kernel" else "fork-server"
             return "other"
         if argument == "-c":
             code = next(arguments, "")
@@ -123,6 +127,7 @@ class TreeSampler:
                 with process.oneshot():
                     rss = process.memory_info().rss
                     cmdline = process.cmdline()
+                    name = process.name()
                     key = (process.pid, process.create_time())
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
@@ -131,7 +136,7 @@ class TreeSampler:
             if peak is None:
                 peak = self.processes[key] = ProcessPeak(process.pid, "other", "")
             if cmdline or process.pid == self.root_pid:
-                peak.role = classify_process(cmdline, process.pid == self.root_pid)
+                peak.role = classify_process(cmdline, process.pid == self.root_pid, name)
                 peak.command = " ".join(cmdline)[:200]
             peak.peak_rss = max(peak.peak_rss, rss)
         self.peak_tree_rss = max(self.peak_tree_rss, tree_rss)

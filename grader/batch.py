@@ -16,11 +16,11 @@ import os
 import signal
 import tempfile
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import psutil
 
@@ -28,7 +28,14 @@ from . import results
 from .ingest import IngestError, Submission, collect_submissions
 from .overview import write_overview
 from .similarity import find_similar
-from .pipeline import GradeOptions, grade_submission, start_services
+from .pipeline import (
+    GradeOptions,
+    finish_training,
+    grade_before_training,
+    grade_submission,
+    model_checker,
+    start_services,
+)
 from .report import write_feedback, write_gradebook, write_result
 from .results import SubmissionResult
 from .rubric import Rubric
@@ -118,22 +125,30 @@ def _ungradable_result(submission: Submission, rubric: Rubric) -> SubmissionResu
 
 def _run_parallel(todo: list[Submission], options: GradeOptions, workers: int,
                   finish: Callable[[SubmissionResult], None]) -> None:
-    """Grade ``todo`` in worker processes; a pool whose worker dies is replaced."""
+    """Grade ``todo`` in worker processes; a pool whose worker dies is replaced.
+
+    The workers run the notebooks, and this process trains their models meanwhile
+    (``finish_training``), so a worker starts its next notebook at once.
+    """
     deaths: dict[str, int] = {}
     pending = list(todo)
     context = multiprocessing.get_context("spawn")
-    while pending:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                 initializer=_start_worker, initargs=(options,)) as pool:
-            try:
-                pending = _collect(pool, pending, options, finish, deaths)
-            except KeyboardInterrupt:
-                # Workers ignore Ctrl-C, so the batch stops here at once; their kernels
-                # end with them (bubblewrap's die-with-parent, or the process tree kill).
-                for child in psutil.Process().children():
-                    child.kill()
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+    # Started from this thread, which outlives it (see the NOTE in grader/sandbox.py).
+    model_checker(options)[0].start()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grader-training") as trainer:
+        while pending:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                     initializer=_start_worker, initargs=(options,)) as pool:
+                try:
+                    pending = _collect(pool, trainer, pending, options, finish, deaths)
+                except KeyboardInterrupt:
+                    # Workers ignore Ctrl-C, so the batch stops here at once; their kernels
+                    # end with them (bubblewrap's die-with-parent, or the process tree kill).
+                    for child in psutil.Process().children():
+                        child.kill()
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    trainer.shutdown(wait=False, cancel_futures=True)
+                    raise
 
 
 def _start_worker(options: GradeOptions) -> None:
@@ -141,19 +156,26 @@ def _start_worker(options: GradeOptions) -> None:
     start_services(options)
 
 
-def _collect(pool: ProcessPoolExecutor, pending: list[Submission], options: GradeOptions,
-             finish: Callable[[SubmissionResult], None], deaths: dict[str, int]) -> list[Submission]:
-    """Submit ``pending`` to ``pool`` and finish each result; return the submissions to retry."""
-    futures: dict[Future[SubmissionResult], Submission] = {
-        pool.submit(grade_submission, s.path, s.student, options): s for s in pending
+def _collect(pool: ProcessPoolExecutor, trainer: ThreadPoolExecutor, pending: list[Submission],
+             options: GradeOptions, finish: Callable[[SubmissionResult], None],
+             deaths: dict[str, int]) -> list[Submission]:
+    """Submit ``pending`` to ``pool``, train each model on ``trainer`` and finish each
+    result; return the submissions to retry."""
+    futures: dict[Future[Any], Submission] = {
+        pool.submit(grade_before_training, s.path, s.student, options): s for s in pending
     }
+    training: set[Future[SubmissionResult]] = set()
     retry = []
-    while futures:
-        done, _ = wait(futures, return_when=FIRST_COMPLETED)
+    while futures or training:
+        done, _ = wait([*futures, *training], return_when=FIRST_COMPLETED)
         for future in done:
+            if future in training:
+                training.discard(future)
+                finish(future.result())
+                continue
             submission = futures.pop(future)
             try:
-                finish(future.result())
+                result, job = future.result()
             except BrokenProcessPool:
                 deaths[submission.student] = deaths.get(submission.student, 0) + 1
                 if deaths[submission.student] >= MAX_WORKER_DEATHS:
@@ -162,6 +184,11 @@ def _collect(pool: ProcessPoolExecutor, pending: list[Submission], options: Grad
                                           "the grading worker process died twice"))
                 else:
                     retry.append(submission)
+                continue
+            if job is None:
+                finish(result)
+            else:
+                training.add(trainer.submit(finish_training, result, job, options))
     return retry
 
 

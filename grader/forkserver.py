@@ -48,7 +48,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+PR_SET_NAME = 15
 PR_SET_DUMPABLE = 4
+# The name a forked kernel shows in ps and top (its command line is the server's).
+KERNEL_PROCESS_NAME = b"grader-kernel"
 IPC_RMID = 0
 # Folders of the bubblewrap sandbox that a kernel can write to besides its
 # working folder. Both are the sandbox's own, so emptying them touches no host file.
@@ -104,6 +107,7 @@ def _become_kernel(request: dict[str, Any]) -> int:
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
     _set_dumpable(1)  # a normal process again, for the notebook's own tools
+    ctypes.CDLL(None).prctl(PR_SET_NAME, ctypes.c_char_p(KERNEL_PROCESS_NAME), 0, 0, 0)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])

@@ -221,21 +221,86 @@ def data_digest(data_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _train_cached(options: GradeOptions, request: dict[str, Any], key: str) -> dict[str, Any]:
-    """Train through the model check service, reusing an earlier result for the same
-    model structure, rubric and data: training is seeded and deterministic."""
-    rubric = options.rubric
-    cache_key = hashlib.sha256(f"{key}:{rubric.digest}:{data_digest(options.data_dir)}".encode())
-    path = options.cache_dir / f"{cache_key.hexdigest()}.json" if options.cache_dir else None
-    if path is not None and path.is_file():
-        try:
-            return {**json.loads(path.read_text(encoding="utf-8")), "reused": True}
-        except (OSError, json.JSONDecodeError):
-            log.warning("ignoring unreadable training cache file %s", path)
-    training = _check(options, {**request, "op": "train"})["training"]
+@dataclass(frozen=True)
+class TrainingJob:
+    """The grader's training run for one exported model, which the accuracy item needs.
+
+    It carries the archive's bytes, so it can run in another process than the rest of
+    the grading: a batch trains in the main process while the workers run notebooks.
+    """
+
+    archive: bytes
+    request: dict[str, Any]  # the model check's train request, without file paths
+    key: str  # the model's structure key, for the training cache
+    reported: float | None  # the accuracy the notebook reports, for the feedback
+
+
+def _cache_file(options: GradeOptions, key: str) -> Path | None:
+    if options.cache_dir is None:
+        return None
+    digest = hashlib.sha256(f"{key}:{options.rubric.digest}:{data_digest(options.data_dir)}".encode())
+    return options.cache_dir / f"{digest.hexdigest()}.json"
+
+
+def _cached_training(options: GradeOptions, key: str) -> dict[str, Any] | None:
+    """Return an earlier training result for the same model structure, rubric and data:
+    training is seeded and deterministic, so it would come out the same."""
+    path = _cache_file(options, key)
+    if path is None or not path.is_file():
+        return None
+    try:
+        return {**json.loads(path.read_text(encoding="utf-8")), "reused": True}
+    except (OSError, json.JSONDecodeError):
+        log.warning("ignoring unreadable training cache file %s", path)
+        return None
+
+
+def _train(options: GradeOptions, job: TrainingJob) -> dict[str, Any]:
+    """Run ``job`` in this process's model check service and cache what it returns."""
+    cached = _cached_training(options, job.key)
+    if cached is not None:
+        return cached  # an identical structure finished training while this one waited
+    _, check_dir = model_checker(options)
+    copy = check_dir / f"model-{hashlib.sha256(job.archive).hexdigest()[:24]}.pt2"
+    copy.write_bytes(job.archive)
+    try:
+        request = {**job.request, "op": "train", "archive": str(copy), "data_dir": str(check_dir / "data")}
+        training = _check(options, request)["training"]
+    except ModelCheckError as error:
+        return {"error": str(error)}
+    finally:
+        copy.unlink(missing_ok=True)
+    path = _cache_file(options, job.key)
     if path is not None and "error" not in training:
         results.write_json_atomic(path, training)
     return training
+
+
+def _add_training(result: SubmissionResult, training: dict[str, Any], job: TrainingJob,
+                  options: GradeOptions) -> None:
+    result.training = training
+    result.add_item(grade_accuracy(options.rubric, training, job.reported))
+    _sort_items(result, options.rubric)
+
+
+def _sort_items(result: SubmissionResult, rubric: Rubric) -> None:
+    order = {item.id: position for position, item in enumerate(rubric.items)}
+    result.items.sort(key=lambda item: order[item.id])
+
+
+def finish_training(result: SubmissionResult, job: TrainingJob, options: GradeOptions) -> SubmissionResult:
+    """Train the model of ``job`` and add the accuracy item to ``result``, which
+    ``grade_before_training`` returned with ``job``."""
+    options = _student_options(options, result.student)
+    started = time.monotonic()
+    try:
+        training = _train(options, job)
+    except Exception as error:  # a bug in the grader must not lose the result
+        log.exception("training the model of %s failed inside the grader", result.student)
+        training = {"error": f"internal grader error: {type(error).__name__}: {error}"}
+    result.timings["train"] = round(time.monotonic() - started, 3)
+    _add_training(result, training, job, options)
+    return result
 
 
 def _reference_cache_file(reference_module: Path) -> Path:
@@ -363,8 +428,9 @@ def _missing_class_message(rubric: Rubric, state: dict[str, Any]) -> str:
 
 
 def _grade_model(result: SubmissionResult, state: dict[str, Any], archive: Path | None,
-                 options: GradeOptions, phase: _Phases) -> list[dict[str, Any]] | None:
-    """Grade 5.3 i and ii; return the student's layer records when there are any."""
+                 options: GradeOptions, phase: _Phases) -> tuple[list[dict[str, Any]] | None, TrainingJob | None]:
+    """Grade 5.3 i and ii; return the student's layer records when there are any, and the
+    training that the accuracy item still needs."""
     rubric = options.rubric
     expected = expected_layers(rubric)
     result.expected_layers = expected
@@ -372,7 +438,7 @@ def _grade_model(result: SubmissionResult, state: dict[str, Any], archive: Path 
         message = _missing_class_message(rubric, state)
         for item in _zero_items(rubric, MODEL_ITEMS, "missing", message):
             result.add_item(item)
-        return None
+        return None, None
     if state["class_name"] != CLASS_NAME:
         result.notes.append(f"The model class was found under the name `{state['class_name']}`.")
     if state.get("mapped_device"):
@@ -384,7 +450,7 @@ def _grade_model(result: SubmissionResult, state: dict[str, Any], archive: Path 
             message += " The model needs CUDA, but grading runs on the CPU: create it on the CPU."
         for item in _zero_items(rubric, MODEL_ITEMS, "error", message[0].upper() + message[1:]):
             result.add_item(item)
-        return None
+        return None, None
     _, check_dir = model_checker(options)
     # A name unique to the content: the check service keeps the last archive it loaded
     # by path, so reusing one name would check the previous student's model.
@@ -398,41 +464,40 @@ def _grade_model(result: SubmissionResult, state: dict[str, Any], archive: Path 
 
 def _check_copy(result: SubmissionResult, state: dict[str, Any], copy: Path,
                 options: GradeOptions, phase: _Phases,
-                expected: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+                expected: list[dict[str, Any]]) -> tuple[list[dict[str, Any]] | None, TrainingJob | None]:
     rubric = options.rubric
     _, check_dir = model_checker(options)
     request = {
-        "archive": str(copy),
-        "data_dir": str(check_dir / "data"),
         "training": rubric.training.__dict__,
         "threads": rubric.training.threads,
         "fixed_batch": state.get("fixed_batch", 0),
     }
     try:
         with phase("check"):
-            report = _check(options, {**request, "op": "inspect"})
+            report = _check(options, {**request, "op": "inspect", "archive": str(copy),
+                                      "data_dir": str(check_dir / "data")})
     except ModelCheckError as error:
         for item in _zero_items(rubric, MODEL_ITEMS, "error", str(error)):
             result.add_item(item)
-        return None
+        return None, None
     layers = report["layers"]
-    try:
-        with phase("train"):
-            training = _train_cached(options, {**request, "layers": layers}, report["key"])
-    except ModelCheckError as error:
-        training = {"error": str(error)}
     result.layers = layers
-    result.training = training
     result.notes.extend(extra_layer_notes(layers, expected))
     for item in (
         grade_conv(rubric, layers, expected),
         grade_pool(rubric, layers, expected),
         grade_fc(rubric, layers, expected),
         grade_output(rubric, report["output_shape"], int(state.get("fixed_batch") or 0)),
-        grade_accuracy(rubric, training, result.reported.get("cnn_accuracy")),
     ):
         result.add_item(item)
-    return layers
+    job = TrainingJob(copy.read_bytes(), {**request, "layers": layers}, report["key"],
+                      result.reported.get("cnn_accuracy"))
+    with phase("train"):
+        cached = _cached_training(options, job.key)
+    if cached is None:
+        return layers, job
+    _add_training(result, cached, job, options)
+    return layers, None
 
 
 def _read_reported(result: SubmissionResult, state: dict[str, Any]) -> None:
@@ -443,18 +508,18 @@ def _read_reported(result: SubmissionResult, state: dict[str, Any]) -> None:
 
 
 def _grade_state(result: SubmissionResult, state: dict[str, Any], archive: Path | None,
-                 options: GradeOptions, phase: _Phases) -> None:
+                 options: GradeOptions, phase: _Phases) -> TrainingJob | None:
     rubric = options.rubric
     _read_reported(result, state)
     with phase("grade"):
         for item in grade_answers(rubric, state):
             result.add_item(item)
-    layers = _grade_model(result, state, archive, options, phase)
+    layers, job = _grade_model(result, state, archive, options, phase)
     with phase("grade"):
         for item in grade_table(rubric, state, layers, result.expected_layers):
             result.add_item(item)
-    order = {item.id: position for position, item in enumerate(rubric.items)}
-    result.items.sort(key=lambda item: order[item.id])
+    _sort_items(result, rubric)
+    return job
 
 
 def _save_executed(notebook: nbformat.NotebookNode, options: GradeOptions, student: str) -> None:
@@ -465,11 +530,27 @@ def _save_executed(notebook: nbformat.NotebookNode, options: GradeOptions, stude
     nbformat.write(notebook, options.executed_dir / f"{student}.ipynb")
 
 
+def _student_options(options: GradeOptions, student: str) -> GradeOptions:
+    """Give a student their own 5.1 numbers when the course uses variants."""
+    if options.variant_secret is None:
+        return options
+    return dataclasses.replace(options, rubric=rubric_for(options.rubric, options.variant_secret, student))
+
+
 def grade_submission(path: Path, student: str, options: GradeOptions) -> SubmissionResult:
     """Grade one notebook file; every failure ends up in the returned result."""
-    if options.variant_secret is not None:
-        options = dataclasses.replace(
-            options, rubric=rubric_for(options.rubric, options.variant_secret, student))
+    result, job = grade_before_training(path, student, options)
+    return finish_training(result, job, options) if job is not None else result
+
+
+def grade_before_training(path: Path, student: str,
+                          options: GradeOptions) -> tuple[SubmissionResult, TrainingJob | None]:
+    """Grade one notebook file except the grader's training run of its model.
+
+    When the model still has to be trained, the result lacks its accuracy item and
+    the returned job must go to ``finish_training``. Every failure ends up in the result.
+    """
+    options = _student_options(options, student)
     rubric = options.rubric
     result = SubmissionResult(student=student, source=path.name, status=results.GRADED,
                               max_total=rubric.max_total, rubric_sha256=rubric.digest)
@@ -478,27 +559,30 @@ def grade_submission(path: Path, student: str, options: GradeOptions) -> Submiss
         result.notes.append("Task 5.1 was graded against your own numbers, the ones in the "
                             "notebook handed out to you.")
     phase = _Phases(result.timings)
+    job = None
     try:
         result.content_sha256 = results.file_sha256(path)
-        _grade_file(result, path, student, options, phase)
+        job = _grade_file(result, path, student, options, phase)
     except Exception as error:  # a bug in the grader must not lose the batch
         log.exception("grading %s failed inside the grader", path)
         result.status = results.GRADER_ERROR
         result.reason = f"internal grader error: {type(error).__name__}: {error}"
         result.notes.append("".join(traceback.format_exception_only(type(error), error)).strip())
+        job = None
     if result.status != results.GRADED:
         result.zero_items(rubric.items, result.reason)
-    return result
+        job = None
+    return result, job
 
 
 def _grade_file(result: SubmissionResult, path: Path, student: str, options: GradeOptions,
-                phase: _Phases) -> None:
+                phase: _Phases) -> TrainingJob | None:
     try:
         notebook, notes = read_notebook(path)
     except NotebookProblem as problem:
         result.status = results.INVALID_NOTEBOOK
         result.reason = str(problem)
-        return
+        return None
     result.notes.extend(notes)
     server = kernel_server(options)
     with _notebook_workdir(server) as workdir:
@@ -512,7 +596,7 @@ def _grade_file(result: SubmissionResult, path: Path, student: str, options: Gra
         if run.state is None:
             result.status = results.KERNEL_FAILED
             result.reason = run.failure or "the notebook's state could not be read"
-            return
+            return None
         if run.restarts:
             result.notes.append(
                 f"The kernel had to be restarted {run.restarts} time(s) ({run.failure}); the cells "
@@ -520,7 +604,8 @@ def _grade_file(result: SubmissionResult, path: Path, student: str, options: Gra
             )
         elif run.failure:
             result.notes.append(run.failure)
-        _grade_state(result, run.state, run.archive, options, phase)
+        job = _grade_state(result, run.state, run.archive, options, phase)
     if any(cell.outcome != "ok" for cell in result.cells):
         failed = ", ".join(str(cell.index) for cell in result.cells)
         result.reason = f"cells that did not finish: {failed}"
+    return job
