@@ -30,8 +30,8 @@ from .overview import write_overview
 from .similarity import find_similar
 from .pipeline import (
     GradeOptions,
-    finish_training,
-    grade_before_training,
+    finish_model,
+    grade_notebook,
     grade_submission,
     model_checker,
     start_services,
@@ -127,50 +127,50 @@ def _run_parallel(todo: list[Submission], options: GradeOptions, workers: int,
                   finish: Callable[[SubmissionResult], None]) -> None:
     """Grade ``todo`` in worker processes; a pool whose worker dies is replaced.
 
-    The workers run the notebooks, and this process trains their models meanwhile
-    (``finish_training``), so a worker starts its next notebook at once.
+    The workers run the notebooks, and this process checks and trains their models
+    meanwhile (``finish_model``), so a worker starts its next notebook at once.
     """
     deaths: dict[str, int] = {}
     pending = list(todo)
     context = multiprocessing.get_context("spawn")
     # Started from this thread, which outlives it (see the NOTE in grader/sandbox.py).
     model_checker(options)[0].start()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grader-training") as trainer:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grader-models") as model_pool:
         while pending:
             with ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                      initializer=_start_worker, initargs=(options,)) as pool:
                 try:
-                    pending = _collect(pool, trainer, pending, options, finish, deaths)
+                    pending = _collect(pool, model_pool, pending, options, finish, deaths)
                 except KeyboardInterrupt:
                     # Workers ignore Ctrl-C, so the batch stops here at once; their kernels
                     # end with them (bubblewrap's die-with-parent, or the process tree kill).
                     for child in psutil.Process().children():
                         child.kill()
                     pool.shutdown(wait=False, cancel_futures=True)
-                    trainer.shutdown(wait=False, cancel_futures=True)
+                    model_pool.shutdown(wait=False, cancel_futures=True)
                     raise
 
 
 def _start_worker(options: GradeOptions) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    start_services(options)
+    start_services(options, check_models=False)
 
 
-def _collect(pool: ProcessPoolExecutor, trainer: ThreadPoolExecutor, pending: list[Submission],
+def _collect(pool: ProcessPoolExecutor, model_pool: ThreadPoolExecutor, pending: list[Submission],
              options: GradeOptions, finish: Callable[[SubmissionResult], None],
              deaths: dict[str, int]) -> list[Submission]:
-    """Submit ``pending`` to ``pool``, train each model on ``trainer`` and finish each
+    """Submit ``pending`` to ``pool``, check each model on ``model_pool`` and finish each
     result; return the submissions to retry."""
     futures: dict[Future[Any], Submission] = {
-        pool.submit(grade_before_training, s.path, s.student, options): s for s in pending
+        pool.submit(grade_notebook, s.path, s.student, options): s for s in pending
     }
-    training: set[Future[SubmissionResult]] = set()
+    checking: set[Future[SubmissionResult]] = set()
     retry = []
-    while futures or training:
-        done, _ = wait([*futures, *training], return_when=FIRST_COMPLETED)
+    while futures or checking:
+        done, _ = wait([*futures, *checking], return_when=FIRST_COMPLETED)
         for future in done:
-            if future in training:
-                training.discard(future)
+            if future in checking:
+                checking.discard(future)
                 finish(future.result())
                 continue
             submission = futures.pop(future)
@@ -188,7 +188,7 @@ def _collect(pool: ProcessPoolExecutor, trainer: ThreadPoolExecutor, pending: li
             if job is None:
                 finish(result)
             else:
-                training.add(trainer.submit(finish_training, result, job, options))
+                checking.add(model_pool.submit(finish_model, result, job, options))
     return retry
 
 

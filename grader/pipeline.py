@@ -183,15 +183,16 @@ def close_services() -> None:
 atexit.register(close_services)
 
 
-def start_services(options: GradeOptions) -> None:
-    """Start the fork server and the model check process, and begin tracing the reference
-    model in a thread; return without waiting for any of them.
+def start_services(options: GradeOptions, check_models: bool = True) -> None:
+    """Start the fork server and, with ``check_models``, the model check process, and
+    begin tracing the reference model in a thread; return without waiting for any of them.
 
     All three import torch, so starting them before the first notebook lets those
     costs overlap with each other and with the notebook's preparation.
     """
     kernel_server(options).start()
-    model_checker(options)[0].start()
+    if check_models:
+        model_checker(options)[0].start()
     if options.rubric.selfcheck is None and options.rubric.reference_module is not None:
         _reference_job(options.rubric.reference_module)
 
@@ -222,17 +223,16 @@ def data_digest(data_dir: Path) -> str:
 
 
 @dataclass(frozen=True)
-class TrainingJob:
-    """The grader's training run for one exported model, which the accuracy item needs.
+class ModelJob:
+    """The checks of one notebook's exported model: layers, output shape, the grader's
+    training run and the layer table, all of which need the model check process.
 
-    It carries the archive's bytes, so it can run in another process than the rest of
-    the grading: a batch trains in the main process while the workers run notebooks.
+    It carries the archive's bytes, so it can run in another process than the notebook:
+    a batch checks and trains models in its main process while the workers run notebooks.
     """
 
     archive: bytes
-    request: dict[str, Any]  # the model check's train request, without file paths
-    key: str  # the model's structure key, for the training cache
-    reported: float | None  # the accuracy the notebook reports, for the feedback
+    state: dict[str, Any]  # what the probe read from the kernel
 
 
 def _cache_file(options: GradeOptions, key: str) -> Path | None:
@@ -242,45 +242,22 @@ def _cache_file(options: GradeOptions, key: str) -> Path | None:
     return options.cache_dir / f"{digest.hexdigest()}.json"
 
 
-def _cached_training(options: GradeOptions, key: str) -> dict[str, Any] | None:
-    """Return an earlier training result for the same model structure, rubric and data:
-    training is seeded and deterministic, so it would come out the same."""
+def _train_cached(options: GradeOptions, request: dict[str, Any], key: str) -> dict[str, Any]:
+    """Train through the model check service, reusing an earlier result for the same
+    model structure, rubric and data: training is seeded and deterministic."""
     path = _cache_file(options, key)
-    if path is None or not path.is_file():
-        return None
+    if path is not None and path.is_file():
+        try:
+            return {**json.loads(path.read_text(encoding="utf-8")), "reused": True}
+        except (OSError, json.JSONDecodeError):
+            log.warning("ignoring unreadable training cache file %s", path)
     try:
-        return {**json.loads(path.read_text(encoding="utf-8")), "reused": True}
-    except (OSError, json.JSONDecodeError):
-        log.warning("ignoring unreadable training cache file %s", path)
-        return None
-
-
-def _train(options: GradeOptions, job: TrainingJob) -> dict[str, Any]:
-    """Run ``job`` in this process's model check service and cache what it returns."""
-    cached = _cached_training(options, job.key)
-    if cached is not None:
-        return cached  # an identical structure finished training while this one waited
-    _, check_dir = model_checker(options)
-    copy = check_dir / f"model-{hashlib.sha256(job.archive).hexdigest()[:24]}.pt2"
-    copy.write_bytes(job.archive)
-    try:
-        request = {**job.request, "op": "train", "archive": str(copy), "data_dir": str(check_dir / "data")}
-        training = _check(options, request)["training"]
+        training = _check(options, {**request, "op": "train"})["training"]
     except ModelCheckError as error:
         return {"error": str(error)}
-    finally:
-        copy.unlink(missing_ok=True)
-    path = _cache_file(options, job.key)
     if path is not None and "error" not in training:
         results.write_json_atomic(path, training)
     return training
-
-
-def _add_training(result: SubmissionResult, training: dict[str, Any], job: TrainingJob,
-                  options: GradeOptions) -> None:
-    result.training = training
-    result.add_item(grade_accuracy(options.rubric, training, job.reported))
-    _sort_items(result, options.rubric)
 
 
 def _sort_items(result: SubmissionResult, rubric: Rubric) -> None:
@@ -288,18 +265,25 @@ def _sort_items(result: SubmissionResult, rubric: Rubric) -> None:
     result.items.sort(key=lambda item: order[item.id])
 
 
-def finish_training(result: SubmissionResult, job: TrainingJob, options: GradeOptions) -> SubmissionResult:
-    """Train the model of ``job`` and add the accuracy item to ``result``, which
-    ``grade_before_training`` returned with ``job``."""
+def finish_model(result: SubmissionResult, job: ModelJob, options: GradeOptions) -> SubmissionResult:
+    """Check and train the model of ``job`` and grade what depends on it, completing
+    ``result``, which ``grade_notebook`` returned with ``job``."""
     options = _student_options(options, result.student)
-    started = time.monotonic()
+    rubric = options.rubric
+    phase = _Phases(result.timings)
     try:
-        training = _train(options, job)
-    except Exception as error:  # a bug in the grader must not lose the result
-        log.exception("training the model of %s failed inside the grader", result.student)
-        training = {"error": f"internal grader error: {type(error).__name__}: {error}"}
-    result.timings["train"] = round(time.monotonic() - started, 3)
-    _add_training(result, training, job, options)
+        layers = _check_model(result, job, options, phase)
+        with phase("grade"):
+            for item in grade_table(rubric, job.state, layers, result.expected_layers):
+                result.add_item(item)
+    except Exception as error:  # a bug in the grader must not lose the batch
+        log.exception("checking the model of %s failed inside the grader", result.student)
+        result.status = results.GRADER_ERROR
+        result.reason = f"internal grader error: {type(error).__name__}: {error}"
+        result.notes.append("".join(traceback.format_exception_only(type(error), error)).strip())
+        result.zero_items(rubric.items, result.reason)
+        return result
+    _sort_items(result, rubric)
     return result
 
 
@@ -427,18 +411,16 @@ def _missing_class_message(rubric: Rubric, state: dict[str, Any]) -> str:
     return message
 
 
-def _grade_model(result: SubmissionResult, state: dict[str, Any], archive: Path | None,
-                 options: GradeOptions, phase: _Phases) -> tuple[list[dict[str, Any]] | None, TrainingJob | None]:
-    """Grade 5.3 i and ii; return the student's layer records when there are any, and the
-    training that the accuracy item still needs."""
+def _model_job(result: SubmissionResult, state: dict[str, Any], archive: Path | None,
+               options: GradeOptions) -> ModelJob | None:
+    """Return the job that checks and trains the notebook's model, or None when there is
+    no model to check: then the items of 5.3 i and ii get zero points here."""
     rubric = options.rubric
-    expected = expected_layers(rubric)
-    result.expected_layers = expected
     if "class_name" not in state:
         message = _missing_class_message(rubric, state)
         for item in _zero_items(rubric, MODEL_ITEMS, "missing", message):
             result.add_item(item)
-        return None, None
+        return None
     if state["class_name"] != CLASS_NAME:
         result.notes.append(f"The model class was found under the name `{state['class_name']}`.")
     if state.get("mapped_device"):
@@ -450,54 +432,52 @@ def _grade_model(result: SubmissionResult, state: dict[str, Any], archive: Path 
             message += " The model needs CUDA, but grading runs on the CPU: create it on the CPU."
         for item in _zero_items(rubric, MODEL_ITEMS, "error", message[0].upper() + message[1:]):
             result.add_item(item)
-        return None, None
-    _, check_dir = model_checker(options)
-    # A name unique to the content: the check service keeps the last archive it loaded
-    # by path, so reusing one name would check the previous student's model.
-    copy = check_dir / f"model-{results.file_sha256(archive)[:24]}.pt2"
-    shutil.copyfile(archive, copy)
-    try:
-        return _check_copy(result, state, copy, options, phase, expected)
-    finally:
-        copy.unlink(missing_ok=True)
+        return None
+    return ModelJob(archive.read_bytes(), state)
 
 
-def _check_copy(result: SubmissionResult, state: dict[str, Any], copy: Path,
-                options: GradeOptions, phase: _Phases,
-                expected: list[dict[str, Any]]) -> tuple[list[dict[str, Any]] | None, TrainingJob | None]:
+def _check_model(result: SubmissionResult, job: ModelJob, options: GradeOptions,
+                 phase: _Phases) -> list[dict[str, Any]] | None:
+    """Grade 5.3 i and ii from the exported model; return its layer records when there are any."""
     rubric = options.rubric
+    expected = result.expected_layers
     _, check_dir = model_checker(options)
     request = {
         "training": rubric.training.__dict__,
         "threads": rubric.training.threads,
-        "fixed_batch": state.get("fixed_batch", 0),
+        "fixed_batch": job.state.get("fixed_batch", 0),
+        "data_dir": str(check_dir / "data"),
     }
+    # A name unique to the content: the check service keeps the last archive it loaded
+    # by path, so reusing one name would check the previous student's model.
+    copy = check_dir / f"model-{hashlib.sha256(job.archive).hexdigest()[:24]}.pt2"
+    copy.write_bytes(job.archive)
+    request["archive"] = str(copy)
     try:
-        with phase("check"):
-            report = _check(options, {**request, "op": "inspect", "archive": str(copy),
-                                      "data_dir": str(check_dir / "data")})
-    except ModelCheckError as error:
-        for item in _zero_items(rubric, MODEL_ITEMS, "error", str(error)):
-            result.add_item(item)
-        return None, None
-    layers = report["layers"]
+        try:
+            with phase("check"):
+                report = _check(options, {**request, "op": "inspect"})
+        except ModelCheckError as error:
+            for item in _zero_items(rubric, MODEL_ITEMS, "error", str(error)):
+                result.add_item(item)
+            return None
+        layers = report["layers"]
+        with phase("train"):
+            training = _train_cached(options, {**request, "layers": layers}, report["key"])
+    finally:
+        copy.unlink(missing_ok=True)
     result.layers = layers
+    result.training = training
     result.notes.extend(extra_layer_notes(layers, expected))
     for item in (
         grade_conv(rubric, layers, expected),
         grade_pool(rubric, layers, expected),
         grade_fc(rubric, layers, expected),
-        grade_output(rubric, report["output_shape"], int(state.get("fixed_batch") or 0)),
+        grade_output(rubric, report["output_shape"], int(job.state.get("fixed_batch") or 0)),
+        grade_accuracy(rubric, training, result.reported.get("cnn_accuracy")),
     ):
         result.add_item(item)
-    job = TrainingJob(copy.read_bytes(), {**request, "layers": layers}, report["key"],
-                      result.reported.get("cnn_accuracy"))
-    with phase("train"):
-        cached = _cached_training(options, job.key)
-    if cached is None:
-        return layers, job
-    _add_training(result, cached, job, options)
-    return layers, None
+    return layers
 
 
 def _read_reported(result: SubmissionResult, state: dict[str, Any]) -> None:
@@ -508,17 +488,19 @@ def _read_reported(result: SubmissionResult, state: dict[str, Any]) -> None:
 
 
 def _grade_state(result: SubmissionResult, state: dict[str, Any], archive: Path | None,
-                 options: GradeOptions, phase: _Phases) -> TrainingJob | None:
+                 options: GradeOptions, phase: _Phases) -> ModelJob | None:
     rubric = options.rubric
     _read_reported(result, state)
     with phase("grade"):
         for item in grade_answers(rubric, state):
             result.add_item(item)
-    layers, job = _grade_model(result, state, archive, options, phase)
-    with phase("grade"):
-        for item in grade_table(rubric, state, layers, result.expected_layers):
-            result.add_item(item)
-    _sort_items(result, rubric)
+    result.expected_layers = expected_layers(rubric)
+    job = _model_job(result, state, archive, options)
+    if job is None:
+        with phase("grade"):
+            for item in grade_table(rubric, state, None, result.expected_layers):
+                result.add_item(item)
+        _sort_items(result, rubric)
     return job
 
 
@@ -539,16 +521,16 @@ def _student_options(options: GradeOptions, student: str) -> GradeOptions:
 
 def grade_submission(path: Path, student: str, options: GradeOptions) -> SubmissionResult:
     """Grade one notebook file; every failure ends up in the returned result."""
-    result, job = grade_before_training(path, student, options)
-    return finish_training(result, job, options) if job is not None else result
+    result, job = grade_notebook(path, student, options)
+    return finish_model(result, job, options) if job is not None else result
 
 
-def grade_before_training(path: Path, student: str,
-                          options: GradeOptions) -> tuple[SubmissionResult, TrainingJob | None]:
-    """Grade one notebook file except the grader's training run of its model.
+def grade_notebook(path: Path, student: str,
+                   options: GradeOptions) -> tuple[SubmissionResult, ModelJob | None]:
+    """Run one notebook file and grade all but its model.
 
-    When the model still has to be trained, the result lacks its accuracy item and
-    the returned job must go to ``finish_training``. Every failure ends up in the result.
+    When the notebook has a model to check, the result lacks the items of 5.3 and the
+    returned job must go to ``finish_model``. Every failure ends up in the result.
     """
     options = _student_options(options, student)
     rubric = options.rubric
@@ -576,7 +558,7 @@ def grade_before_training(path: Path, student: str,
 
 
 def _grade_file(result: SubmissionResult, path: Path, student: str, options: GradeOptions,
-                phase: _Phases) -> TrainingJob | None:
+                phase: _Phases) -> ModelJob | None:
     try:
         notebook, notes = read_notebook(path)
     except NotebookProblem as problem:
