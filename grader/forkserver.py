@@ -70,8 +70,13 @@ def _preload() -> None:
     import torch
     import torch.export
     import torchvision  # noqa: F401
-    from ipykernel import kernelapp  # noqa: F401
+    import ipykernel.debugger  # noqa: F401
+    import ipykernel.ipkernel  # noqa: F401
+    from ipykernel import kernelapp
 
+    # traitlets builds and caches its view of every configurable class the first
+    # time a command line is parsed, about 0.25 s that each kernel would pay again.
+    kernelapp.IPKernelApp().parse_command_line([])
     torch.set_num_threads(1)
     model = torch.nn.Sequential(
         torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
