@@ -25,9 +25,9 @@ Three things keep one notebook from reaching the next. The server is made
 non-dumpable, so a kernel can neither ptrace it nor read its memory or file
 descriptors through ``/proc``. A kernel closes the server's pipes before any
 student code runs. And ``reset`` runs between notebooks. With ``--pid-namespace`` (the
-bubblewrap sandbox, where this server and its kernels are alone in a PID, IPC
-and network namespace) ``reset`` kills every process but itself and the
-namespace's init. Without it (limits-only), it kills each kernel's session and
+bubblewrap sandbox), this server and its kernels are alone in a PID, IPC and
+network namespace. The server is the namespace's pid 1, which no process in it
+can kill or stop, and ``reset`` kills every process but itself. Without it (limits-only), it kills each kernel's session and
 descendants, and processes that left both survive, as they do with a fresh
 kernel in that mode.
 """
@@ -296,6 +296,8 @@ def serve(own_namespace: bool) -> None:
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not reach the grader
     _preload()
+    if own_namespace:
+        _empty_scratch()  # what the imports left in /tmp, so every kernel finds the same
     _set_dumpable(0)
     children: dict[int, int | None] = {}
     handlers = {

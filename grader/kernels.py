@@ -64,7 +64,10 @@ class ForkServer(LineService):
         argv = [sys.executable, "-I", "-m", "grader.forkserver"]
         if sandbox.kind == "bubblewrap":
             argv.append("--pid-namespace")
-        super().__init__(argv, wrap=lambda command: wrap_command(sandbox, command, self.slot, limits, hidden),
+        # The server is the sandbox's pid 1: bwrap's own init would hold the server's
+        # pipes, open to any kernel through /proc/1/fd.
+        super().__init__(argv, wrap=lambda command: wrap_command(sandbox, command, self.slot, limits, hidden,
+                                                                 command_is_init=True),
                          cwd=self.slot, env={**env, "HOME": str(self.slot)})
         self._numbers = itertools.count(1)
         self.idle_tasks = 0  # processes and threads of the sandbox with no kernel running
@@ -91,12 +94,12 @@ class ForkServer(LineService):
         message = {"op": "start", "argv": argv, "env": env, "cwd": str(cwd), "log": str(log_file)}
         try:
             self.ensure_started()
-            pid = int(self.request(message, REQUEST_TIMEOUT)["pid"])
+            pid = self._ask(message, "pid")
         except ServiceError as error:
             log.warning("%s; starting a new one", error)
             self.close()
             self.ensure_started()
-            pid = int(self.request(message, REQUEST_TIMEOUT)["pid"])
+            pid = self._ask(message, "pid")
         if self.sandbox.kind == "limits-only":
             self._kernels.append(pid)  # a host pid, as there is no PID namespace
         return pid, self.generation
@@ -106,12 +109,25 @@ class ForkServer(LineService):
         if generation != self.generation or not self.running:
             return LOST_STATUS  # its server, and so its sandbox, is gone
         try:
-            status = self.request({"op": "poll", "pid": pid}, REQUEST_TIMEOUT)["status"]
+            return self._ask({"op": "poll", "pid": pid}, "status", allow_null=True)
         except ServiceError as error:
             log.warning("%s; the kernel %d is lost", error, pid)
             self.close()
             return LOST_STATUS
-        return None if status is None else int(status)
+
+    def _ask(self, message: dict[str, Any], field: str, allow_null: bool = False) -> Any:
+        """Send ``message`` and return the whole number in ``field`` of the reply, or
+        None where ``allow_null`` lets the field be null.
+
+        A reply without it means the server and the grader are out of step, so the
+        server is killed.
+        """
+        reply = self.request(message, REQUEST_TIMEOUT)
+        value = reply.get(field, "missing")
+        if (value is None and allow_null) or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        self.close()
+        raise ServiceError(f"{self.name} sent a reply without a whole number in {field!r}: {reply!r:.200}")
 
     def signal(self, pid: int, generation: int, signum: int) -> None:
         """Send ``signum`` to the process group of a kernel of ``generation``."""

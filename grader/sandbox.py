@@ -260,9 +260,16 @@ def _trial_bubblewrap(bwrap: str) -> tuple[Sandbox | None, str]:
 
 
 def wrap_command(
-    sandbox: Sandbox, argv: list[str], workdir: Path, limits: SandboxLimits, hidden: list[Path]
+    sandbox: Sandbox, argv: list[str], workdir: Path, limits: SandboxLimits, hidden: list[Path],
+    command_is_init: bool = False,
 ) -> list[str]:
     """Return the argv that runs ``argv`` in ``sandbox`` with ``limits``.
+
+    With ``command_is_init``, a bubblewrap sandbox runs the command as its pid 1
+    (bwrap's ``--as-pid-1``) instead of under bwrap's own init process. The
+    command must then reap the orphans of its sandbox. In exchange no other
+    process in the sandbox can kill or stop it. Nor can one reach the command's
+    pipes through bwrap's init, which would have them open as well.
 
     ``workdir`` must be an existing folder. In a bubblewrap sandbox it is the
     only host folder the command can write to, and it keeps its path, so the
@@ -293,7 +300,7 @@ def wrap_command(
     # so for a non-root user Linux counts the sandbox's tasks on their own.
     return [
         *launcher, "--ignore-sigint", "--",
-        *_bubblewrap_args(sandbox, workdir, hidden), "--",
+        *_bubblewrap_args(sandbox, workdir, hidden), *(["--as-pid-1"] if command_is_init else []), "--",
         *launcher, *_limit_args(limits, 0), "--keep-session", "--",
         *argv,
     ]

@@ -125,14 +125,43 @@ def test_kernel_cannot_reach_the_server(server: ForkServer) -> None:
                                    "        return False\n"
                                    "print(json.dumps({'mem': opens(f'/proc/{server}/mem'),"
                                    " 'stdin': opens(f'/proc/{server}/fd/0'),"
+                                   " 'stdout': opens(f'/proc/{server}/fd/1'),"
+                                   " 'init_stdout': opens('/proc/1/fd/1'),"
                                    " 'fds': [os.readlink(f'/proc/self/fd/{fd}') for fd in os.listdir('/proc/self/fd')"
                                    " if os.path.exists(f'/proc/self/fd/{fd}')]}))")
     if server.sandbox.kind == "bubblewrap" or os.getuid() != 0:
         # Root outside a sandbox keeps CAP_SYS_PTRACE, which overrides non-dumpable.
         assert report["mem"] is False
         assert report["stdin"] is False
+        assert report["stdout"] is False
+        assert report["init_stdout"] is False
     server_pipes = {os.readlink(f"/proc/{_server_host_pid(server)}/fd/{fd}") for fd in (0, 1)}
     assert not server_pipes & set(report["fds"])
+
+
+def test_kernel_cannot_stop_the_server(server: ForkServer) -> None:
+    if server.sandbox.kind != "bubblewrap":
+        pytest.skip("only in a PID namespace is the server an init process that ignores signals")
+    report = run_in_kernel(server, "import os, signal, json\n"
+                                   "server = os.getppid()\n"
+                                   "for number in (signal.SIGSTOP, signal.SIGTERM, signal.SIGKILL):\n"
+                                   "    os.kill(server, number)\n"
+                                   "print(json.dumps({'server': server, 'pid': os.getpid()}))")
+    assert report["server"] == 1
+    assert server.poll(report["pid"], server.generation) is None  # the server still replies
+    generation = server.generation
+    server.reset()
+    assert server.generation == generation
+
+
+def test_reply_out_of_step_restarts_the_server(server: ForkServer) -> None:
+    server.ensure_started()
+    generation = server.generation
+    with pytest.raises(ServiceError, match="without a whole number in 'pid'"):
+        server._ask({"op": "reset"}, "pid")
+    assert not server.running
+    run_in_kernel(server, "print('{}')")
+    assert server.generation == generation + 1
 
 
 def _server_host_pid(server: ForkServer) -> int:
