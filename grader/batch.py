@@ -254,8 +254,11 @@ def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, setting
         for warning in submission.warnings:
             if warning not in result.notes:
                 result.notes.append(warning)
-        write_result(result, out_dir)
+        started = time.monotonic()
         write_feedback(result, rubric, out_dir)
+        # A reused result keeps the timings of the run that graded it.
+        result.timings.setdefault("render", round(time.monotonic() - started, 3))
+        write_result(result, out_dir)
         finished[result.student] = result
         write_gradebook([*earlier, *finished.values()], rubric, out_dir)
         if on_result is not None:

@@ -73,6 +73,12 @@ class Execution:
     failure: str = ""  # why the kernel could not run the notebook to its end
     restarts: int = 0  # kernels started after the first one died or hung
     seconds: float = 0.0
+    # Wall seconds of "start" (kernels up and set up) and "extract" (reading the state
+    # and exporting the model); "execute" is the rest of ``seconds``, the cells.
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def add_time(self, phase: str, started: float) -> None:
+        self.timings[phase] = round(self.timings.get(phase, 0.0) + time.monotonic() - started, 3)
 
 
 def kernel_env(workdir: Path, threads: int) -> dict[str, str]:
@@ -309,13 +315,14 @@ async def _session(run: Execution, workdir: Path, config: ExecutionConfig, progr
     recorder = _CellRecorder()
     manager, client = _new_client(run.notebook, workdir, config, recorder, server)
     watchdog: ProcessWatchdog | None = None
+    started = time.monotonic()
     try:
         async with client.async_setup_kernel(env=kernel_env(workdir, config.threads), cleanup_kc=True):
             if not config.sandbox.process_limit_enforced and server.pid is not None:
                 # RLIMIT_NPROC does not apply to root, so a watchdog counts processes instead.
                 watchdog = ProcessWatchdog(server.pid, config.limits.max_processes + server.idle_tasks).start()
             try:
-                return await _run_session(client, manager, recorder, run, config, progress)
+                return await _run_session(client, manager, recorder, run, config, progress, started)
             finally:
                 # Before nbclient shuts the kernel down: whatever it started dies with it.
                 server.reset(keep=workdir)
@@ -344,10 +351,12 @@ def _log_kernel_output(workdir: Path) -> None:
 
 
 async def _run_session(client: NotebookClient, manager: AsyncKernelManager, recorder: _CellRecorder,
-                       run: Execution, config: ExecutionConfig, progress: _Progress) -> bool:
+                       run: Execution, config: ExecutionConfig, progress: _Progress,
+                       started: float) -> bool:
     setup = {"raw_dir": str(config.raw_dir), "train_images": config.train_images,
              "threads": config.threads}
     await _run_hidden(client, _probe_call("setup", setup), STARTUP_TIMEOUT)
+    run.add_time("start", started)
     await _replay(client, run, progress, config)
     try:
         await _run_cells(client, manager, recorder, config, run, progress)
@@ -355,7 +364,9 @@ async def _run_session(client: NotebookClient, manager: AsyncKernelManager, reco
         run.failure = f"cell {stop.index + 1}: {run.cells[-1].error_value}"
         return False
     workdir = Path(client.resources["metadata"]["path"])
+    started = time.monotonic()
     await _extract(client, config, run, workdir / ARCHIVE_NAME, workdir / STATE_NAME)
+    run.add_time("extract", started)
     return True
 
 

@@ -571,8 +571,9 @@ def _grade_file(result: SubmissionResult, path: Path, student: str, options: Gra
         with phase("prepare"):
             raw_dir = write_torchvision_layout(options.data_dir, workdir / ".data")
             nbformat.write(notebook, workdir / path.name)
-        with phase("execute"):
-            run = execute_notebook(notebook, workdir, _execution_config(options, raw_dir), server)
+        run = execute_notebook(notebook, workdir, _execution_config(options, raw_dir), server)
+        result.timings.update(run.timings)
+        result.timings["execute"] = round(max(0.0, run.seconds - sum(run.timings.values())), 3)
         result.cells = run.cells
         _save_executed(run.notebook, options, student)
         if run.state is None:

@@ -43,6 +43,11 @@ def test_parallel_equals_sequential(folder, tmp_path, rubric):
     parallel = grade_batch(folder, tmp_path / "two", rubric, BatchSettings(BUILTIN_DIR, workers=2))
     assert [r.student for r in sequential] == SAMPLES
     assert [comparable(r) for r in parallel] == [comparable(r) for r in sequential]
+    phases = {"prepare", "start", "execute", "extract", "check", "train", "grade", "render"}
+    for result in [*sequential, *parallel]:
+        assert set(result.timings) == phases, result.student
+        assert result.timings["start"] > 0
+        assert result.timings["execute"] > 0
 
 
 def test_rerun_reuses_unchanged_results(folder, tmp_path, rubric):
