@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import signal
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ MAX_RESTARTS = 2
 # Files the probe writes in the working folder.
 ARCHIVE_NAME = ".grader-model.pt2"
 STATE_NAME = ".grader-state.json"
+# The most the grader reads of the probe's state and of a kernel's log.
+MAX_STATE_BYTES = 64 * 2**20
+MAX_LOG_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ class Execution:
     notebook: nbformat.NotebookNode
     cells: list[CellReport] = field(default_factory=list)
     state: dict[str, Any] | None = None  # the probe's JSON report
-    archive: Path | None = None  # the exported model, when there is one
+    archive: bytes | None = None  # the exported model, when there is one
     failure: str = ""  # why the kernel could not run the notebook to its end
     restarts: int = 0  # kernels started after the first one died or hung
     seconds: float = 0.0
@@ -343,7 +347,7 @@ async def _session(run: Execution, workdir: Path, config: ExecutionConfig, progr
 
 def _log_kernel_output(workdir: Path) -> None:
     try:
-        text = (workdir / ".grader-kernel.log").read_bytes()[-4096:].decode("utf-8", "replace")
+        text = read_sandbox_file(workdir / ".grader-kernel.log", MAX_LOG_BYTES)[-4096:].decode("utf-8", "replace")
     except OSError:
         return
     tail = text.strip().splitlines()[-5:]
@@ -392,11 +396,42 @@ async def _execute(notebook: nbformat.NotebookNode, workdir: Path, config: Execu
             break
         log.info("restarting the kernel for %s after cell %d", workdir, progress.next_index)
     run.restarts = min(progress.restarts, MAX_RESTARTS)
-    if state_file.is_file():
-        run.state = json.loads(state_file.read_text(encoding="utf-8"))
-        if archive.is_file():
-            run.archive = archive
+    _read_outputs(run, state_file, archive, config.limits.max_file_bytes)
     return run
+
+
+def _read_outputs(run: Execution, state_file: Path, archive: Path, max_bytes: int) -> None:
+    """Read the probe's state and model archive, which the notebook could have replaced."""
+    try:
+        state = json.loads(read_sandbox_file(state_file, MAX_STATE_BYTES))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as error:
+        run.failure = run.failure or f"the notebook's state could not be read: {error}"
+        return
+    if not isinstance(state, dict):
+        run.failure = run.failure or "the notebook's state could not be read: it is not a JSON object"
+        return
+    run.state = state
+    try:
+        run.archive = read_sandbox_file(archive, max_bytes)
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        state["model_error"] = f"the exported model could not be read: {error}"
+
+
+def read_sandbox_file(path: Path, max_bytes: int) -> bytes:
+    """Read a file that sandboxed code wrote, refusing anything but a regular file of at
+    most ``max_bytes``: a symbolic link there would make the grader read a host file."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as stream:
+        status = os.fstat(stream.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        if status.st_size > max_bytes:
+            raise OSError(f"{path.name} has {status.st_size} bytes, more than {max_bytes}")
+        return stream.read(max_bytes + 1)[:max_bytes]
 
 
 def execute_notebook(

@@ -39,6 +39,7 @@ import ctypes
 import io
 import json
 import os
+import resource
 import shutil
 import signal
 import stat
@@ -54,8 +55,8 @@ PR_SET_DUMPABLE = 4
 KERNEL_PROCESS_NAME = b"grader-kernel"
 IPC_RMID = 0
 # Folders of the bubblewrap sandbox that a kernel can write to besides its
-# working folder. Both are the sandbox's own, so emptying them touches no host file.
-SCRATCH_FOLDERS = (Path("/tmp"), Path("/dev/shm"))
+# working folder. All are the sandbox's own, so emptying them touches no host file.
+SCRATCH_FOLDERS = (Path("/tmp"), Path("/dev/shm"), Path("/dev/mqueue"))
 RESET_ATTEMPTS = 100
 RESET_PAUSE = 0.02
 
@@ -280,13 +281,86 @@ def _remove_ipc_objects() -> None:
                 remove(int(fields[1]))
 
 
-def _reset(children: dict[int, int | None], own_namespace: bool) -> dict[str, Any]:
-    if own_namespace:
-        _kill_namespace(children)
-        _empty_scratch()
-        _remove_ipc_objects()
-    else:
+# Settings that change by themselves, not through a notebook.
+_VOLATILE_SETTINGS = {"/proc/sys/kernel/ns_last_pid"}
+
+
+def _sysctl_values() -> dict[str, str]:
+    """Read the /proc/sys settings this sandbox may write: its namespaces' own."""
+    values = {}
+    for folder, _, files in os.walk("/proc/sys"):
+        for name in files:
+            path = os.path.join(folder, name)
+            if path in _VOLATILE_SETTINGS or not os.access(path, os.W_OK):
+                continue
+            try:
+                with open(path, encoding="utf-8", errors="replace") as setting:
+                    values[path] = setting.read()
+            except OSError:
+                continue
+    return values
+
+
+def _dev_listing() -> list[tuple[str, int, int, int, str]]:
+    """List /dev, where a notebook could replace a device such as /dev/null with a file."""
+    listing = []
+    for folder, folders, files in os.walk("/dev"):
+        folders[:] = [name for name in folders if os.path.join(folder, name) not in ("/dev/shm", "/dev/mqueue")]
+        for name in sorted(folders + files):
+            path = os.path.join(folder, name)
+            status = os.lstat(path)
+            target = os.readlink(path) if stat.S_ISLNK(status.st_mode) else ""
+            listing.append((path, status.st_mode, status.st_rdev, status.st_ino, target))
+    return listing
+
+
+def _keys() -> list[tuple[str, ...]]:
+    """List the kernel keys this process can see, without their changing use counts."""
+    try:
+        lines = Path("/proc/keys").read_text().splitlines()
+    except OSError:
+        return []
+    return [(fields[0], fields[7], " ".join(fields[8:]).split(":")[0])
+            for fields in (line.split() for line in lines) if len(fields) > 8]
+
+
+def sandbox_state() -> dict[str, Any]:
+    """Describe what a notebook could change in the sandbox, other than files in the
+    scratch folders and processes, to reach the next notebook: this server's limits,
+    priority, scheduling and CPU set, the namespaces' settings, /dev and kernel keys.
+    Each kernel inherits the server's limits and scheduling."""
+    return {
+        "limits": {name: resource.getrlimit(getattr(resource, name))
+                   for name in sorted(dir(resource)) if name.startswith("RLIMIT_")},
+        "priority": os.getpriority(os.PRIO_PROCESS, 0),
+        "scheduler": os.sched_getscheduler(0),
+        "cpus": sorted(os.sched_getaffinity(0)),
+        "oom_score_adj": Path("/proc/self/oom_score_adj").read_text().strip(),
+        "settings": _sysctl_values(),
+        "dev": _dev_listing(),
+        "keys": _keys(),
+    }
+
+
+def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    changed = [key for key in before if key != "settings" and before[key] != after[key]]
+    settings = before["settings"], after["settings"]
+    changed += sorted(path for path in settings[0].keys() | settings[1].keys()
+                      if settings[0].get(path) != settings[1].get(path))
+    return changed
+
+
+def _reset(children: dict[int, int | None], own_namespace: bool, clean: dict[str, Any]) -> dict[str, Any]:
+    if not own_namespace:
         _kill_sessions(children)
+        return {}
+    _kill_namespace(children)
+    _empty_scratch()
+    _remove_ipc_objects()
+    changed = _changes(clean, sandbox_state())
+    if changed:
+        # The grader then starts a new sandbox, so the next notebook never sees the change.
+        raise RuntimeError("the notebook changed the sandbox: " + ", ".join(changed[:10]))
     return {}
 
 
@@ -298,13 +372,14 @@ def serve(own_namespace: bool) -> None:
     _preload()
     if own_namespace:
         _empty_scratch()  # what the imports left in /tmp, so every kernel finds the same
+    clean = sandbox_state() if own_namespace else {}
     _set_dumpable(0)
     children: dict[int, int | None] = {}
     handlers = {
         "start": lambda request: _start(request, children),
         "poll": lambda request: _poll(request, children),
         "signal": lambda request: _signal(request, children),
-        "reset": lambda request: _reset(children, own_namespace),
+        "reset": lambda request: _reset(children, own_namespace, clean),
     }
     replies.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
     replies.flush()

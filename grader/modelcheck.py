@@ -104,14 +104,15 @@ def structure_key(program: Any) -> str:
     for position, node in enumerate(program.graph.nodes):
         index[node.name] = position
         if node.op == "placeholder":
-            fqn = (signature.inputs_to_parameters.get(node.name)
-                   or signature.inputs_to_buffers.get(node.name)
-                   or signature.inputs_to_lifted_tensor_constants.get(node.name))
+            kinds = (("parameter", signature.inputs_to_parameters), ("buffer", signature.inputs_to_buffers),
+                     ("constant", signature.inputs_to_lifted_tensor_constants))
+            kind, fqn = next(((kind, names[node.name]) for kind, names in kinds if node.name in names),
+                             ("input", None))
             tensor = state.get(fqn) if fqn in state else constants.get(fqn)
             if tensor is None:
                 description: Any = ["input"]
             else:
-                description = ["tensor", list(tensor.shape), str(tensor.dtype)]
+                description = [kind, list(tensor.shape), str(tensor.dtype)]
                 if fqn not in reset:
                     data = tensor.detach().contiguous().cpu().numpy().tobytes()
                     description.append(hashlib.sha256(data).hexdigest())
@@ -187,6 +188,10 @@ def _train(program: Any, layers: list[dict[str, Any]], request: dict[str, Any]) 
     train_x, train_y, test_x, test_y = _tensors(request["data_dir"])
 
     module = program.module()
+    # The recipe trains every parameter: one the notebook froze must not make its
+    # structure's cached result differ from an identical model's.
+    for parameter in module.parameters():
+        parameter.requires_grad_(True)
     _reinitialise(module, program, _param_bounds(program), recipe["seed"])
     kinds = [layer["kind"] for layer in layers if layer["kind"] != "dropout"]
     last_kind = kinds[-1] if kinds else "other"
@@ -291,7 +296,10 @@ def checker_env(workdir: Path, threads: int) -> dict[str, str]:
     """Return the model check process's environment: short, with fixed thread counts."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir),
            "LANG": "C.UTF-8", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "CUDA_VISIBLE_DEVICES": ""}
+           "CUDA_VISIBLE_DEVICES": "",
+           # torch.export.load unpickles a weight marked use_pickle with weights_only=False,
+           # which would run code from the archive; this makes every torch.load refuse that.
+           "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"}
     for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if key in os.environ:
             env[key] = os.environ[key]

@@ -49,6 +49,9 @@ from .rubric import ANSWER_NAMES, CLASS_NAME, EXTRA_NAMES, Rubric
 
 log = logging.getLogger(__name__)
 
+# Changes when the training code changes what it returns for a model, so that
+# training results cached by an older grader are not reused.
+TRAINING_VERSION = 2
 MODEL_ITEMS = ("5.3.i.conv", "5.3.i.pool", "5.3.i.fc", "5.3.i.output", "5.3.ii.accuracy")
 
 
@@ -238,7 +241,8 @@ class ModelJob:
 def _cache_file(options: GradeOptions, key: str) -> Path | None:
     if options.cache_dir is None:
         return None
-    digest = hashlib.sha256(f"{key}:{options.rubric.digest}:{data_digest(options.data_dir)}".encode())
+    digest = hashlib.sha256(f"{key}:{options.rubric.digest}:{data_digest(options.data_dir)}:"
+                            f"{TRAINING_VERSION}".encode())
     return options.cache_dir / f"{digest.hexdigest()}.json"
 
 
@@ -411,7 +415,7 @@ def _missing_class_message(rubric: Rubric, state: dict[str, Any]) -> str:
     return message
 
 
-def _model_job(result: SubmissionResult, state: dict[str, Any], archive: Path | None,
+def _model_job(result: SubmissionResult, state: dict[str, Any], archive: bytes | None,
                options: GradeOptions) -> ModelJob | None:
     """Return the job that checks and trains the notebook's model, or None when there is
     no model to check: then the items of 5.3 i and ii get zero points here."""
@@ -433,7 +437,7 @@ def _model_job(result: SubmissionResult, state: dict[str, Any], archive: Path | 
         for item in _zero_items(rubric, MODEL_ITEMS, "error", message[0].upper() + message[1:]):
             result.add_item(item)
         return None
-    return ModelJob(archive.read_bytes(), state)
+    return ModelJob(archive, state)
 
 
 def _check_model(result: SubmissionResult, job: ModelJob, options: GradeOptions,
@@ -487,7 +491,7 @@ def _read_reported(result: SubmissionResult, state: dict[str, Any]) -> None:
             result.reported[name] = _accuracy(entry["value"])
 
 
-def _grade_state(result: SubmissionResult, state: dict[str, Any], archive: Path | None,
+def _grade_state(result: SubmissionResult, state: dict[str, Any], archive: bytes | None,
                  options: GradeOptions, phase: _Phases) -> ModelJob | None:
     rubric = options.rubric
     _read_reported(result, state)

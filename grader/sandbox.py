@@ -446,6 +446,8 @@ def _bubblewrap_args(sandbox: Sandbox, workdir: Path, hidden: list[Path]) -> lis
         "--cap-drop", "ALL",
         "--ro-bind", "/", "/",
         "--dev", "/dev",
+        # The IPC namespace's POSIX message queues, so they can be listed and removed.
+        "--mqueue", "/dev/mqueue",
         "--proc", "/proc",
     ]
     args += _tmpfs_args(sandbox, Path("/tmp"), SANDBOX_TMP_BYTES)

@@ -209,6 +209,46 @@ def test_next_notebook_starts_clean(server: ForkServer) -> None:
     assert not any(_command_of(server, pid) == "sleep" for pid in second["others"])
 
 
+def test_changed_sandbox_is_replaced(server: ForkServer) -> None:
+    if server.sandbox.kind != "bubblewrap":
+        pytest.skip("only the bubblewrap sandbox is shared by the notebooks of a worker")
+    clean = run_in_kernel(server, "import json, resource, socket\n"
+                                  "print(json.dumps({'fsize': resource.getrlimit(resource.RLIMIT_FSIZE),"
+                                  " 'host': socket.gethostname()}))")
+    server.reset()
+    generation = server.generation
+    run_in_kernel(server, "import ctypes, os, resource\n"
+                          "resource.prlimit(1, resource.RLIMIT_FSIZE, (1, 1))\n"
+                          "os.setpriority(os.PRIO_PROCESS, 1, 19)\n"
+                          "open('/proc/sys/kernel/hostname', 'w').write('changed')\n"
+                          "open('/dev/planted', 'w').write('x')\n"
+                          "queue = ctypes.CDLL('librt.so.1').mq_open(b'/planted', os.O_CREAT | os.O_RDWR, 0o600, None)\n"
+                          "assert queue >= 0 and os.listdir('/dev/mqueue') == ['planted']\n"
+                          "print('{}')")
+    server.reset()
+    assert server.generation == generation  # the reset failed, so the sandbox is gone
+    assert not server.running
+    after = run_in_kernel(server, "import json, os, resource, socket\n"
+                                  "print(json.dumps({'fsize': resource.getrlimit(resource.RLIMIT_FSIZE),"
+                                  " 'host': socket.gethostname(), 'priority': os.getpriority(os.PRIO_PROCESS, 0),"
+                                  " 'dev': os.path.exists('/dev/planted'), 'queues': os.listdir('/dev/mqueue')}))")
+    assert server.generation == generation + 1
+    assert after == {**clean, "priority": 0, "dev": False, "queues": []}
+
+
+def test_message_queues_are_emptied(server: ForkServer) -> None:
+    if server.sandbox.kind != "bubblewrap":
+        pytest.skip("only the bubblewrap sandbox has an IPC namespace of its own")
+    run_in_kernel(server, "import ctypes, os\n"
+                          "ctypes.CDLL('librt.so.1').mq_open(b'/left', os.O_CREAT | os.O_RDWR, 0o600, None)\n"
+                          "print('{}')")
+    generation = server.generation
+    server.reset()
+    after = run_in_kernel(server, "import json, os\nprint(json.dumps(os.listdir('/dev/mqueue')))")
+    assert after == []
+    assert server.generation == generation  # a queue alone does not cost a new sandbox
+
+
 def _command_of(server: ForkServer, inner_pid: str) -> str:
     """Return the command name of the sandbox member whose innermost pid is ``inner_pid``."""
     for pid in _sandbox_members(server.pid, _process_table()):
