@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,8 @@ def run_in_kernel(server: ForkServer, code: str, workdir: Path | None = None) ->
     return asyncio.run(_run_in_kernel(server, code, workdir or server.new_workdir()))
 
 
-async def _run_in_kernel(server: ForkServer, code: str, workdir: Path) -> dict:
+async def _start_kernel(server: ForkServer, workdir: Path) -> tuple[ForkServerKernelManager, Any]:
+    """Start a kernel in ``workdir`` and return its manager and a ready client."""
     manager = ForkServerKernelManager(server, transport="ipc", ip=str(workdir / ".kernel"),
                                       connection_file=str(workdir / ".kernel.json"))
     await manager.start_kernel(env=kernel_env(workdir, 1), cwd=str(workdir))
@@ -59,6 +61,15 @@ async def _run_in_kernel(server: ForkServer, code: str, workdir: Path) -> dict:
     client.start_channels()
     try:
         await client.wait_for_ready(timeout=60)
+    except BaseException:
+        client.stop_channels()
+        raise
+    return manager, client
+
+
+async def _run_in_kernel(server: ForkServer, code: str, workdir: Path) -> dict:
+    _, client = await _start_kernel(server, workdir)
+    try:
         printed: list[str] = []
 
         def keep(message: dict) -> None:
@@ -274,23 +285,24 @@ def test_server_killed_by_notebook_is_replaced(server: ForkServer) -> None:
     server.reset()
     if server.sandbox.kind == "limits-only":
         # No PID namespace ends the orphaned kernel; the reset must have killed it.
-        table = _process_table()
-        assert first["pid"] not in table or table[first["pid"]][1] != first["pid"]
+        deadline = time.monotonic() + 10
+        while _is_session_leader(first["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.1)  # SIGKILL was sent; the process may take a moment to end
+        assert not _is_session_leader(first["pid"])
     second = run_in_kernel(server, "import json, sys\nprint(json.dumps({'ok': 'torch' in sys.modules}))")
     assert second["ok"] is True
     assert server.generation == generation + 1
 
 
+def _is_session_leader(pid: int) -> bool:
+    table = _process_table()
+    return pid in table and table[pid][1] == pid
+
+
 def test_kernel_exit_status_reported(server: ForkServer) -> None:
     async def exit_with_seven() -> int | None:
-        workdir = server.new_workdir()
-        manager = ForkServerKernelManager(server, transport="ipc", ip=str(workdir / ".kernel"),
-                                          connection_file=str(workdir / ".kernel.json"))
-        await manager.start_kernel(env=kernel_env(workdir, 1), cwd=str(workdir))
-        client = manager.client()
-        client.start_channels()
+        manager, client = await _start_kernel(server, server.new_workdir())
         try:
-            await client.wait_for_ready(timeout=60)
             client.execute("import os\nos._exit(7)")
             deadline = time.monotonic() + 30
             while await manager.is_alive() and time.monotonic() < deadline:
