@@ -190,7 +190,7 @@ def start_services(options: GradeOptions, check_models: bool = True) -> None:
     """Start the fork server and, with ``check_models``, the model check process, and
     begin tracing the reference model in a thread; return without waiting for any of them.
 
-    All three import torch, so starting them before the first notebook lets those
+    All three may import torch, so starting them before the first notebook lets those
     costs overlap with each other and with the notebook's preparation.
     """
     kernel_server(options).start()
