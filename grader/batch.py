@@ -144,11 +144,22 @@ def _run_parallel(todo: list[Submission], options: GradeOptions, workers: int,
                 except KeyboardInterrupt:
                     # Workers ignore Ctrl-C, so the batch stops here at once; their kernels
                     # end with them (bubblewrap's die-with-parent, or the process tree kill).
-                    for child in psutil.Process().children():
-                        child.kill()
+                    _kill_children()
                     pool.shutdown(wait=False, cancel_futures=True)
                     model_pool.shutdown(wait=False, cancel_futures=True)
                     raise
+
+
+def _kill_children() -> None:
+    """Kill this process's children but multiprocessing's resource tracker: killed, it
+    would be started again by the pool's shutdown and print errors about semaphores
+    that it never saw."""
+    for child in psutil.Process().children():
+        try:
+            if "resource_tracker" not in " ".join(child.cmdline()):
+                child.kill()
+        except psutil.NoSuchProcess:
+            continue
 
 
 def _start_worker(options: GradeOptions) -> None:

@@ -18,6 +18,7 @@ import re
 import signal
 import stat
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -440,6 +441,13 @@ def execute_notebook(
     """Run ``notebook`` in a new kernel forked by ``server``, in ``workdir``, which must
     come from ``server.new_workdir()``."""
     started = time.monotonic()
-    run = asyncio.run(_execute(notebook, workdir, config, server))
+    interrupt_action = signal.getsignal(signal.SIGINT)
+    try:
+        run = asyncio.run(_execute(notebook, workdir, config, server))
+    finally:
+        # nbclient leaves Python's default SIGINT handler behind, even where SIGINT
+        # was ignored, as in batch workers, which Ctrl-C must not interrupt.
+        if threading.current_thread() is threading.main_thread() and interrupt_action is not None:
+            signal.signal(signal.SIGINT, interrupt_action)
     run.seconds = round(time.monotonic() - started, 3)
     return run

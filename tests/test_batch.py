@@ -10,6 +10,7 @@ import sys
 import time
 
 import pandas as pd
+import psutil
 import pytest
 
 from conftest import SUBMISSIONS
@@ -93,3 +94,26 @@ def test_killed_batch_resumes(folder, tmp_path):
     assert not list(out.rglob("*.tmp"))
     for name in SAMPLES:
         assert json.loads((out / "results" / f"{name}.json").read_text())["status"] == "graded"
+
+
+def test_interrupted_batch_stops_cleanly(folder, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "grader", "grade", str(folder), "--out", str(out), "--workers", "2"]
+    # As from a terminal: the grader leads its process group, which gets SIGINT.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 300
+    while not list((out / "results").glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    helpers = [child for child in psutil.Process(process.pid).children(recursive=True)
+               if "grader.forkserver" in " ".join(child.cmdline()) or "grader.modelcheck" in " ".join(child.cmdline())]
+    assert helpers  # the fork servers and the model check are running
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted; the results written so far are kept" in output
+    assert "Traceback" not in output, output
+    _, alive = psutil.wait_procs(helpers, timeout=10)
+    assert alive == []
+    assert list((out / "results").glob("*.json"))
