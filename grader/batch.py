@@ -203,6 +203,19 @@ def _collect(pool: ProcessPoolExecutor, model_pool: ThreadPoolExecutor, pending:
     return retry
 
 
+def _check_output_folder(out_dir: Path) -> None:
+    """Create the output folder and make sure files can be written there, before any
+    notebook runs."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BatchError(f"output folder {out_dir} is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".grader-write-test-"):
+            pass
+    except OSError as error:
+        raise BatchError(f"cannot write to output folder {out_dir}: {error.strerror}") from error
+
+
 def grade_batch(
     submissions: Path,
     out_dir: Path,
@@ -216,10 +229,7 @@ def grade_batch(
         secret_digest = hashlib.sha256(settings.variant_secret).hexdigest()
         rubric = dataclasses.replace(
             rubric, digest=hashlib.sha256(f"{rubric.digest}:{secret_digest}".encode()).hexdigest())
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise BatchError(f"cannot create output folder {out_dir}: {error.strerror}") from error
+    _check_output_folder(out_dir)
     with tempfile.TemporaryDirectory(prefix="grader-ingest-") as scratch:
         try:
             found = collect_submissions(submissions, Path(scratch), settings.roster)

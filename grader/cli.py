@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
@@ -32,10 +33,25 @@ class Printer:
         self._bar: Any = None
 
     def line(self, text: str = "") -> None:
-        if self._bar is not None:
-            self._bar.write(text, file=self.stream)
-        else:
-            print(text, file=self.stream, flush=True)
+        try:
+            if self._bar is not None:
+                self._bar.write(text, file=self.stream)
+            else:
+                print(text, file=self.stream, flush=True)
+        except BrokenPipeError:
+            self._discard_output()
+
+    def _discard_output(self) -> None:
+        """Send further output to /dev/null once the reader (`| head`, say) has gone:
+        the batch goes on and writes all its files."""
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self.stream.fileno())
+        except (AttributeError, OSError, ValueError):
+            self.stream = open(os.devnull, "w", encoding="utf-8")
+        finally:
+            os.close(devnull)
+        self._bar = None
 
     def progress(self, done: int, total: int, result: SubmissionResult) -> None:
         seconds = sum(result.timings.values())

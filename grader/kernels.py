@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
@@ -162,9 +163,23 @@ class ForkServer(LineService):
                 log.warning("cannot delete %s after a notebook: %s", entry, error)
 
     def close(self) -> None:
-        """Kill the server with its sandbox, and in limits-only mode its kernels too."""
+        """Kill the server with its sandbox, and in limits-only mode its kernels too, and
+        wait until they have ended, so that none writes to the folder any more."""
+        members = []
+        if self.running and self.pid is not None:
+            for pid in _sandbox_members(self.pid, _process_table()):
+                try:
+                    members.append(psutil.Process(pid))
+                except psutil.NoSuchProcess:
+                    continue
         super().close()
         self._kill_kernels()
+        for member in members:
+            try:
+                member.kill()
+            except psutil.NoSuchProcess:
+                continue
+        psutil.wait_procs(members, timeout=10)
 
     def _kill_kernels(self) -> None:
         """Kill the kernels of a limits-only server that could not reset, and what they

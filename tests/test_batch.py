@@ -117,3 +117,39 @@ def test_interrupted_batch_stops_cleanly(folder, tmp_path):
     _, alive = psutil.wait_procs(helpers, timeout=10)
     assert alive == []
     assert list((out / "results").glob("*.json"))
+
+
+def run_cli(*arguments, **options):
+    return subprocess.run([sys.executable, "-m", "grader", *map(str, arguments)],
+                          capture_output=True, text=True, timeout=600, **options)
+
+
+def test_output_folder_that_is_a_file_is_refused(folder, tmp_path):
+    out = tmp_path / "out"
+    out.write_text("notes")
+    completed = run_cli("grade", folder, "--out", out)
+    assert completed.returncode == 2
+    assert f"output folder {out} is a file, not a folder" in completed.stderr
+    assert out.read_text() == "notes"
+
+
+def test_unwritable_output_folder_is_refused_before_grading(folder, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    out = blocker / "out"
+    completed = run_cli("grade", folder, "--out", out)
+    assert completed.returncode == 2
+    assert f"cannot write to output folder {out}: Not a directory" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert "[1/" not in completed.stdout  # refused before any notebook ran
+
+
+def test_closed_standard_output_does_not_stop_the_batch(folder, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "grader", "grade", str(folder), "--out", str(out), "--workers", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.readline()
+    process.stdout.close()  # as `grader grade ... | head -1` does
+    _, errors = process.communicate(timeout=600)
+    assert process.returncode == 0, errors[-2000:]
+    assert sorted(pd.read_csv(out / "gradebook.csv")["student"]) == SAMPLES
