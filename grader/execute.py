@@ -45,7 +45,7 @@ MAX_RESTARTS = 2
 # Files the probe writes in the working folder.
 ARCHIVE_NAME = ".grader-model.pt2"
 STATE_NAME = ".grader-state.json"
-# The most the grader reads of the probe's state and of a kernel's log.
+# Maximum bytes the grader reads of the probe's state and of a kernel's log.
 MAX_STATE_BYTES = 64 * 2**20
 MAX_LOG_BYTES = 16 * 2**20
 
@@ -79,7 +79,7 @@ class Execution:
     restarts: int = 0  # kernels started after the first one died or hung
     seconds: float = 0.0
     # Wall seconds of "start" (kernels up and set up) and "extract" (reading the state
-    # and exporting the model); "execute" is the rest of ``seconds``, the cells.
+    # and exporting the model). The rest of ``seconds`` is "execute", the cells.
     timings: dict[str, float] = field(default_factory=dict)
 
     def add_time(self, phase: str, started: float) -> None:

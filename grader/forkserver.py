@@ -359,7 +359,7 @@ def _reset(children: dict[int, int | None], own_namespace: bool, clean: dict[str
     _remove_ipc_objects()
     changed = _changes(clean, sandbox_state())
     if changed:
-        # The grader then starts a new sandbox, so the next notebook never sees the change.
+        # The grader then starts a new sandbox, so the change never reaches the next notebook.
         raise RuntimeError("the notebook changed the sandbox: " + ", ".join(changed[:10]))
     return {}
 

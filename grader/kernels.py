@@ -65,8 +65,8 @@ class ForkServer(LineService):
         argv = [sys.executable, "-I", "-m", "grader.forkserver"]
         if sandbox.kind == "bubblewrap":
             argv.append("--pid-namespace")
-        # The server is the sandbox's pid 1: bwrap's own init would hold the server's
-        # pipes, open to any kernel through /proc/1/fd.
+        # The server is the sandbox's pid 1. bwrap's own init would have the server's
+        # pipes open, and any kernel could reach them through /proc/1/fd.
         super().__init__(argv, wrap=lambda command: wrap_command(sandbox, command, self.slot, limits, hidden,
                                                                  command_is_init=True),
                          cwd=self.slot, env={**env, "HOME": str(self.slot)})
@@ -155,12 +155,15 @@ class ForkServer(LineService):
                 self.close()
         self._kill_kernels()
         for entry in self.slot.iterdir():
-            if entry == keep:
-                continue
-            try:
-                remove_tree(str(entry))
-            except OSError as error:
-                log.warning("cannot delete %s after a notebook: %s", entry, error)
+            if entry != keep:
+                self.remove_workdir(entry)
+
+    def remove_workdir(self, workdir: Path) -> None:
+        """Delete a notebook's working folder, which its kernel may have locked."""
+        try:
+            remove_tree(str(workdir))
+        except OSError as error:
+            log.warning("failed to delete %s after a notebook: %s", workdir, error)
 
     def close(self) -> None:
         """Kill the server with its sandbox, and in limits-only mode its kernels too, and
@@ -256,7 +259,7 @@ class _GraderKernelSpecs(KernelSpecManager):
     """Hand out one kernelspec, whatever the notebook names: ipykernel in the fork server.
 
     Notebooks name all sorts of kernels (conda envs, VS Code, Colab); grading always
-    runs the interpreter that has the grader's torch installed. The argv holds only
+    runs the interpreter that has the grader's torch installed. The argv contains only
     the kernel's own arguments, because the fork server is already running Python.
     """
 

@@ -188,10 +188,10 @@ atexit.register(close_services)
 
 def start_services(options: GradeOptions, check_models: bool = True) -> None:
     """Start the fork server and, with ``check_models``, the model check process, and
-    begin tracing the reference model in a thread; return without waiting for any of them.
+    begin tracing the reference model in a thread. Return without waiting for them.
 
-    All three may import torch, so starting them before the first notebook lets those
-    costs overlap with each other and with the notebook's preparation.
+    All three may import torch. Started before the first notebook, those costs overlap
+    with each other and with the notebook's preparation.
     """
     kernel_server(options).start()
     if check_models:
@@ -202,12 +202,15 @@ def start_services(options: GradeOptions, check_models: bool = True) -> None:
 
 @contextmanager
 def _notebook_workdir(server: ForkServer) -> Iterator[Path]:
-    """Give a notebook a fresh folder in the fork server's sandbox, and clear it after."""
+    """Give a notebook a fresh folder in the fork server's sandbox, and delete it after.
+
+    The kernel session has reset the sandbox already, so only the folder is left.
+    """
     workdir = server.new_workdir()
     try:
         yield workdir
     finally:
-        server.reset()
+        server.remove_workdir(workdir)
 
 
 def _check(options: GradeOptions, message: dict[str, Any]) -> dict[str, Any]:

@@ -101,12 +101,12 @@ class LineService:
             self.hello = self._receive(process, self.startup_timeout, "took to start")
         return process
 
-    def _receive(self, process: subprocess.Popen[bytes], timeout: float, what: str) -> dict[str, Any]:
+    def _receive(self, process: subprocess.Popen[bytes], timeout: float, activity: str) -> dict[str, Any]:
         try:
             reply = json.loads(self._read_line(process, time.monotonic() + timeout))
         except TimeoutError:
             self.close()
-            raise ServiceError(f"{self.name} {what} longer than {timeout:.0f} s") from None
+            raise ServiceError(f"{self.name} {activity} longer than {timeout:.0f} s") from None
         except (EOFError, json.JSONDecodeError):
             detail = self.stderr_tail()
             self.close()

@@ -38,12 +38,25 @@ def sandbox(request: pytest.FixtureRequest) -> Sandbox:
     return found
 
 
-@pytest.fixture
-def server(sandbox: Sandbox) -> Iterator[ForkServer]:
+def _serve(sandbox: Sandbox) -> Iterator[ForkServer]:
     started = ForkServer(sandbox, DEFAULT_LIMITS, [], kernel_env(Path("/"), 1))
     yield started
     started.shut_down()
     assert not started.slot.exists()
+
+
+@pytest.fixture
+def server(sandbox: Sandbox) -> Iterator[ForkServer]:
+    yield from _serve(sandbox)
+
+
+@pytest.fixture
+def bubblewrap_server() -> Iterator[ForkServer]:
+    """A server in bubblewrap, where it is pid 1 of namespaces its notebooks share."""
+    found = detect_sandbox("auto")
+    if found.kind != "bubblewrap":
+        pytest.skip(f"bubblewrap does not work here: {found.fallback_reason}")
+    yield from _serve(found)
 
 
 def run_in_kernel(server: ForkServer, code: str, workdir: Path | None = None) -> dict:
@@ -150,9 +163,8 @@ def test_kernel_cannot_reach_the_server(server: ForkServer) -> None:
     assert not server_pipes & set(report["fds"])
 
 
-def test_kernel_cannot_stop_the_server(server: ForkServer) -> None:
-    if server.sandbox.kind != "bubblewrap":
-        pytest.skip("only in a PID namespace is the server an init process that ignores signals")
+def test_kernel_cannot_stop_the_server(bubblewrap_server: ForkServer) -> None:
+    server = bubblewrap_server
     report = run_in_kernel(server, "import os, signal, json\n"
                                    "server = os.getppid()\n"
                                    "for number in (signal.SIGSTOP, signal.SIGTERM, signal.SIGKILL):\n"
@@ -190,9 +202,8 @@ def _server_host_pid(server: ForkServer) -> int:
     return found
 
 
-def test_next_notebook_starts_clean(server: ForkServer) -> None:
-    if server.sandbox.kind != "bubblewrap":
-        pytest.skip("only the bubblewrap sandbox has a /tmp, /dev/shm and IPC namespace of its own")
+def test_next_notebook_starts_clean(bubblewrap_server: ForkServer) -> None:
+    server = bubblewrap_server
     first = run_in_kernel(server, "import ctypes, os, subprocess, json\n"
                                   "open('/tmp/left-behind', 'w').write('x')\n"
                                   "os.makedirs('/tmp/locked/inner')\n"
@@ -220,9 +231,8 @@ def test_next_notebook_starts_clean(server: ForkServer) -> None:
     assert not any(_command_of(server, pid) == "sleep" for pid in second["others"])
 
 
-def test_changed_sandbox_is_replaced(server: ForkServer) -> None:
-    if server.sandbox.kind != "bubblewrap":
-        pytest.skip("only the bubblewrap sandbox is shared by the notebooks of a worker")
+def test_changed_sandbox_is_replaced(bubblewrap_server: ForkServer) -> None:
+    server = bubblewrap_server
     clean = run_in_kernel(server, "import json, resource, socket\n"
                                   "print(json.dumps({'fsize': resource.getrlimit(resource.RLIMIT_FSIZE),"
                                   " 'host': socket.gethostname()}))")
@@ -247,9 +257,8 @@ def test_changed_sandbox_is_replaced(server: ForkServer) -> None:
     assert after == {**clean, "priority": 0, "dev": False, "queues": []}
 
 
-def test_message_queues_are_emptied(server: ForkServer) -> None:
-    if server.sandbox.kind != "bubblewrap":
-        pytest.skip("only the bubblewrap sandbox has an IPC namespace of its own")
+def test_message_queues_are_emptied(bubblewrap_server: ForkServer) -> None:
+    server = bubblewrap_server
     run_in_kernel(server, "import ctypes, os\n"
                           "ctypes.CDLL('librt.so.1').mq_open(b'/left', os.O_CREAT | os.O_RDWR, 0o600, None)\n"
                           "print('{}')")
