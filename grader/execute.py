@@ -45,6 +45,11 @@ MAX_RESTARTS = 2
 # Files the probe writes in the working folder.
 ARCHIVE_NAME = ".grader-model.pt2"
 STATE_NAME = ".grader-state.json"
+# How often the idle watch samples the sandbox's CPU time, and the CPU seconds that
+# a waiting cell may use per idle period. A sleeping loop's wake-ups and the
+# kernel's own threads use a few milliseconds a second.
+IDLE_POLL_SECONDS = 0.5
+IDLE_CPU_ALLOWANCE = 0.05
 # Maximum bytes the grader reads of the probe's state and of a kernel's log.
 MAX_STATE_BYTES = 64 * 2**20
 MAX_LOG_BYTES = 16 * 2**20
@@ -56,6 +61,7 @@ class ExecutionConfig:
 
     cell_timeout: float
     notebook_timeout: float
+    cell_idle_timeout: float  # zero turns the idle watch off
     threads: int
     raw_dir: Path
     train_images: int
@@ -212,6 +218,56 @@ def short_traceback(cell: Any, workdir: Path) -> str:
     return ""
 
 
+class _IdleWatch:
+    """Interrupt the running cell once its sandbox has used almost no CPU for ``seconds``.
+
+    Such a cell waits for something that never comes in a grading run: the end of
+    a long sleep, a lock, input or a process that does not end. Without the watch
+    it would hold its worker until the cell timeout. CPU time counts every process
+    of the sandbox, so a cell waiting for a busy child process is not idle.
+    """
+
+    def __init__(self, server: ForkServer, manager: AsyncKernelManager, seconds: float) -> None:
+        self.server = server
+        self.manager = manager
+        self.seconds = seconds
+        self.fired = False  # whether the watch interrupted the cell
+
+    async def run(self) -> None:
+        since = time.monotonic()
+        baseline = self.server.cpu_seconds()
+        while baseline is not None:
+            await asyncio.sleep(IDLE_POLL_SECONDS)
+            used = self.server.cpu_seconds()
+            now = time.monotonic()
+            if used is None:
+                return
+            # A drop means a process ended before its parent reaped it; count it as work.
+            if used > baseline + IDLE_CPU_ALLOWANCE or used < baseline:
+                since, baseline = now, used
+            elif now - since >= self.seconds:
+                self.fired = True
+                await self.manager.interrupt_kernel()
+                return
+
+
+async def _execute_watched(client: NotebookClient, manager: AsyncKernelManager, server: ForkServer,
+                           cell: Any, index: int, idle_seconds: float) -> bool:
+    """Execute one cell under an idle watch; return whether the watch interrupted it."""
+    if idle_seconds <= 0:
+        await client.async_execute_cell(cell, index)
+        return False
+    watch = _IdleWatch(server, manager, idle_seconds)
+    task = asyncio.create_task(watch.run())
+    try:
+        await client.async_execute_cell(cell, index)
+    finally:
+        # Wait for the watch to end, so that no interrupt reaches the next cell.
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return watch.fired
+
+
 def _set_cell_limit(client: NotebookClient, seconds: float) -> None:
     client.timeout = max(1, int(seconds))
     client.error_on_timeout = {
@@ -222,7 +278,7 @@ def _set_cell_limit(client: NotebookClient, seconds: float) -> None:
 
 async def _run_cells(
     client: NotebookClient, manager: AsyncKernelManager, recorder: _CellRecorder,
-    config: ExecutionConfig, run: Execution, progress: _Progress,
+    config: ExecutionConfig, run: Execution, progress: _Progress, server: ForkServer,
 ) -> None:
     """Run the code cells from ``progress.next_index`` on; raise _Stop when the kernel
     died or ignored the interrupt after a timeout."""
@@ -240,7 +296,7 @@ async def _run_cells(
         _set_cell_limit(client, min(config.cell_timeout, remaining))
         cell_started = time.monotonic()
         try:
-            await client.async_execute_cell(cell, index)
+            idle = await _execute_watched(client, manager, server, cell, index, config.cell_idle_timeout)
         except DeadKernelError:
             run.cells.append(CellReport(index + 1, "dead-kernel", "DeadKernelError",
                                         _death_cause(manager), round(time.monotonic() - cell_started, 3)))
@@ -251,8 +307,13 @@ async def _run_cells(
             progress.succeeded.append(index)
             continue
         name = str(reply.get("ename", "Error"))
-        outcome = "timeout" if name == "CellTimeoutError" else "error"
         value = str(reply.get("evalue", ""))[:500]
+        if idle and name == "KeyboardInterrupt":
+            name = "CellIdleError"
+            value = (f"the cell used almost no CPU for {config.cell_idle_timeout:g} s because it was "
+                     "waiting (for a sleep, a lock, input or a process that does not end), "
+                     "so it was interrupted")
+        outcome = "timeout" if name in ("CellTimeoutError", "CellIdleError") else "error"
         traceback = short_traceback(cell, Path(client.resources["metadata"]["path"]))
         if outcome == "timeout" and not await _wait_until_idle(client, INTERRUPT_GRACE):
             value += "; it ignored the interrupt, so the kernel was stopped"
@@ -327,7 +388,7 @@ async def _session(run: Execution, workdir: Path, config: ExecutionConfig, progr
                 # RLIMIT_NPROC does not apply to root, so a watchdog counts processes instead.
                 watchdog = ProcessWatchdog(server.pid, config.limits.max_processes + server.idle_tasks).start()
             try:
-                return await _run_session(client, manager, recorder, run, config, progress, started)
+                return await _run_session(client, manager, recorder, run, config, progress, started, server)
             finally:
                 # Before nbclient shuts the kernel down: whatever it started dies with it.
                 server.reset(keep=workdir)
@@ -357,14 +418,14 @@ def _log_kernel_output(workdir: Path) -> None:
 
 async def _run_session(client: NotebookClient, manager: AsyncKernelManager, recorder: _CellRecorder,
                        run: Execution, config: ExecutionConfig, progress: _Progress,
-                       started: float) -> bool:
+                       started: float, server: ForkServer) -> bool:
     setup = {"raw_dir": str(config.raw_dir), "train_images": config.train_images,
              "threads": config.threads}
     await _run_hidden(client, _probe_call("setup", setup), STARTUP_TIMEOUT)
     run.add_time("start", started)
     await _replay(client, run, progress, config)
     try:
-        await _run_cells(client, manager, recorder, config, run, progress)
+        await _run_cells(client, manager, recorder, config, run, progress, server)
     except _Stop as stop:
         run.failure = f"cell {stop.index + 1}: {run.cells[-1].error_value}"
         return False

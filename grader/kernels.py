@@ -33,6 +33,7 @@ from .sandbox import (
     _process_table,
     _sandbox_members,
     kill_process_group,
+    sandbox_cpu_seconds,
     wrap_command,
 )
 from .service import LineService, ServiceError
@@ -85,7 +86,14 @@ class ForkServer(LineService):
         self._ready()
         if not self.idle_tasks and self.pid is not None:
             table = _process_table()
-            self.idle_tasks = sum(table[pid][2] for pid in _sandbox_members(self.pid, table))
+            self.idle_tasks = sum(table[pid].threads for pid in _sandbox_members(self.pid, table))
+
+    def cpu_seconds(self) -> float | None:
+        """Return the CPU seconds the sandbox has used since the server started, or
+        None when no server runs."""
+        if not self.running or self.pid is None:
+            return None
+        return sandbox_cpu_seconds(self.pid)
 
     def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, log_file: Path) -> tuple[int, int]:
         """Fork a kernel; return its pid inside the sandbox and the server's generation.
@@ -190,7 +198,7 @@ class ForkServer(LineService):
         table = _process_table()
         for pid in self._kernels:
             # A kernel leads its own session; any other process with that pid is not it.
-            if pid in table and table[pid][1] == pid:
+            if pid in table and table[pid].session == pid:
                 kill_process_group(pid)
         self._kernels.clear()
 

@@ -377,6 +377,7 @@ def _execution_config(options: GradeOptions, raw_dir: Path) -> ExecutionConfig:
     names = {name: rubric.names_for(name) for name in (*ANSWER_NAMES, *EXTRA_NAMES)}
     return ExecutionConfig(
         cell_timeout=rubric.limits.cell_timeout,
+        cell_idle_timeout=rubric.limits.cell_idle_timeout,
         notebook_timeout=rubric.limits.notebook_timeout,
         threads=options.kernel_threads,
         raw_dir=raw_dir,

@@ -76,6 +76,8 @@ class Limits:
     """Time limits in seconds, and the training sample size the student's cells see."""
 
     cell_timeout: float = 30.0
+    # A cell whose sandbox uses no CPU for this long is interrupted; 0 turns it off.
+    cell_idle_timeout: float = 5.0
     notebook_timeout: float = 120.0
     check_timeout: float = 120.0
     student_train_images: int = 2000
@@ -126,8 +128,8 @@ _KNOWN_KEYS = {
     "task51": {"W1", "W2", "x", "target", "activation", "learning_rate"},
     "training": {"seed", "batch_size", "steps", "optimizer", "learning_rate", "momentum",
                  "threads", "threshold"},
-    "limits": {"cell_timeout", "notebook_timeout", "check_timeout", "student_train_images",
-               "memory_mb", "cpu_seconds", "max_processes", "max_file_mb"},
+    "limits": {"cell_timeout", "cell_idle_timeout", "notebook_timeout", "check_timeout",
+               "student_train_images", "memory_mb", "cpu_seconds", "max_processes", "max_file_mb"},
 }
 
 
@@ -236,6 +238,7 @@ def _load_limits(data: dict) -> Limits:
     table = data.get("limits", {})
     return Limits(
         cell_timeout=_number(table, "cell_timeout", 30, "limits", minimum=1),
+        cell_idle_timeout=_number(table, "cell_idle_timeout", 5, "limits"),
         notebook_timeout=_number(table, "notebook_timeout", 120, "limits", minimum=1),
         check_timeout=_number(table, "check_timeout", 120, "limits", minimum=1),
         student_train_images=_whole(table, "student_train_images", 2000, "limits"),

@@ -94,6 +94,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ DEFAULT_HIDDEN = (Path("/root"), Path("/home"), Path("/run"))
 LIMITS_SCRIPT = Path(__file__).resolve().with_name("limits.py")
 # The same value as in grader/limits.py, which imports nothing from this module.
 CPU_KILL_GRACE_SECONDS = 2
+# Units of the CPU times in /proc/PID/stat.
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # Optional bubblewrap features, tried by detect_sandbox in this order of preference.
 USER_NAMESPACE = "user-namespace"
@@ -480,9 +483,18 @@ def _bubblewrap_args(sandbox: Sandbox, workdir: Path, hidden: list[Path]) -> lis
     return args
 
 
-def _process_table() -> dict[int, tuple[int, int, int]]:
-    """Map each pid to (parent pid, session id, thread count), read from /proc/PID/stat."""
-    table: dict[int, tuple[int, int, int]] = {}
+class ProcessInfo(NamedTuple):
+    """One line of the process table."""
+
+    parent: int
+    session: int
+    threads: int
+    cpu_ticks: int  # user and system time of the process and of its reaped children
+
+
+def _process_table() -> dict[int, ProcessInfo]:
+    """Map each live pid to its ``ProcessInfo``, read from /proc/PID/stat."""
+    table: dict[int, ProcessInfo] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -495,17 +507,18 @@ def _process_table() -> dict[int, tuple[int, int, int]]:
         fields = text[text.rfind(")") + 2 :].split()
         if len(fields) < 18 or fields[0] == "Z":
             continue
-        table[int(entry.name)] = (int(fields[1]), int(fields[3]), int(fields[17]))
+        cpu_ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+        table[int(entry.name)] = ProcessInfo(int(fields[1]), int(fields[3]), int(fields[17]), cpu_ticks)
     return table
 
 
-def _sandbox_members(pid: int, table: dict[int, tuple[int, int, int]]) -> set[int]:
+def _sandbox_members(pid: int, table: dict[int, ProcessInfo]) -> set[int]:
     """Return the descendants of ``pid`` and the processes in session ``pid``, ``pid`` included."""
     children: dict[int, list[int]] = {}
-    for child, (parent, _, _) in table.items():
-        children.setdefault(parent, []).append(child)
+    for child, info in table.items():
+        children.setdefault(info.parent, []).append(child)
     members: set[int] = set()
-    pending = [pid, *(other for other, (_, session, _) in table.items() if session == pid)]
+    pending = [pid, *(other for other, info in table.items() if info.session == pid)]
     while pending:
         current = pending.pop()
         if current in members or current not in table:
@@ -513,6 +526,18 @@ def _sandbox_members(pid: int, table: dict[int, tuple[int, int, int]]) -> set[in
         members.add(current)
         pending.extend(children.get(current, []))
     return members
+
+
+def sandbox_cpu_seconds(pid: int) -> float:
+    """Return the CPU seconds used so far by the sandbox started as ``pid``.
+
+    The sum covers its live members and the children they have reaped, so it only
+    grows, except for a moment when a process has ended and its parent has not
+    reaped it yet.
+    """
+    table = _process_table()
+    ticks = sum(table[member].cpu_ticks for member in _sandbox_members(pid, table))
+    return ticks / CLOCK_TICKS
 
 
 def kill_process_group(pid: int) -> None:
@@ -582,7 +607,7 @@ class ProcessWatchdog:
             members = _sandbox_members(self.pid, table)
             if not members:
                 return  # every process of the sandbox has ended
-            tasks = sum(table[member][2] for member in members)
+            tasks = sum(table[member].threads for member in members)
             self.peak_tasks = max(self.peak_tasks, tasks)
             if tasks > self.max_tasks:
                 log.warning("sandbox %d runs %d processes and threads, more than the limit of %d; killing it",

@@ -133,7 +133,7 @@ def test_reset_kills_kernel_and_children(server: ForkServer) -> None:
     server.reset()
     assert "sleep" not in _member_names(server)
     table = _process_table()
-    assert sum(table[pid][2] for pid in _sandbox_members(server.pid, table)) <= server.idle_tasks
+    assert sum(table[pid].threads for pid in _sandbox_members(server.pid, table)) <= server.idle_tasks
     assert server.poll(report["pid"], server.generation) == -signal.SIGKILL
     assert list(server.slot.iterdir()) == []
 
@@ -198,7 +198,7 @@ def _server_host_pid(server: ForkServer) -> int:
                 running.add(pid)
         except OSError:
             continue
-    (found,) = [pid for pid in running if table[pid][0] not in running]
+    (found,) = [pid for pid in running if table[pid].parent not in running]
     return found
 
 
@@ -305,7 +305,7 @@ def test_server_killed_by_notebook_is_replaced(server: ForkServer) -> None:
 
 def _is_session_leader(pid: int) -> bool:
     table = _process_table()
-    return pid in table and table[pid][1] == pid
+    return pid in table and table[pid].session == pid
 
 
 def test_kernel_exit_status_reported(server: ForkServer) -> None:

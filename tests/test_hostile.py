@@ -19,6 +19,8 @@ from notebooks import ANSWERS, CONVNET, CORRECT, IMPORTS, TABLE, write_notebook
 
 pytestmark = pytest.mark.slow
 
+IDLE_SECONDS = 2
+
 
 CASES = {
     # The kernel dies midway; everything defined before and after still counts.
@@ -27,6 +29,8 @@ CASES = {
     "swallows_interrupt": [IMPORTS, ANSWERS, CONVNET,
                            "import time\nwhile True:\n    try:\n        time.sleep(100)\n"
                            "    except BaseException:\n        continue", TABLE],
+    # A cell that waits without computing is interrupted before its timeout.
+    "sleeps_forever": [IMPORTS, "import time\ntime.sleep(600)", ANSWERS, CONVNET, TABLE],
     "input_call": [IMPORTS, "name = input('Your name? ')", ANSWERS, CONVNET, TABLE],
     "sys_exit": [IMPORTS, ANSWERS, "import sys\nsys.exit(1)", CONVNET, TABLE],
     # Objects that claim to equal anything, and a patched numel and parameters.
@@ -107,7 +111,8 @@ def graded(tmp_path_factory):
         write_notebook(folder / f"{name}.ipynb", cells)
     rubric_dir = tmp_path_factory.mktemp("rubric")
     source = load_rubric().path
-    text = source.read_text().replace("cell_timeout = 30", "cell_timeout = 5")
+    text = (source.read_text().replace("cell_timeout = 30", "cell_timeout = 5")
+            .replace("cell_idle_timeout = 5", f"cell_idle_timeout = {IDLE_SECONDS}"))
     (rubric_dir / "rubric.toml").write_text(text)
     shutil.copy(source.parent / "reference.py", rubric_dir)
     out = tmp_path_factory.mktemp("out")
@@ -129,8 +134,8 @@ def points(document):
     return {item["id"]: item["points"] for item in document["items"]}
 
 
-@pytest.mark.parametrize("name", ["os_exit", "swallows_interrupt", "input_call", "sys_exit",
-                                  "cuda_device", "orphan_process", "hidden_traceback",
+@pytest.mark.parametrize("name", ["os_exit", "swallows_interrupt", "sleeps_forever", "input_call",
+                                  "sys_exit", "cuda_device", "orphan_process", "hidden_traceback",
                                   "dataloader_workers", "many_processes"])
 def test_graded_despite_failure(graded, name):
     document = graded(name)
@@ -150,6 +155,13 @@ def test_swallowed_interrupt_reported(graded):
     cells = graded("swallows_interrupt")["cells"]
     assert [cell["outcome"] for cell in cells] == ["timeout"]
     assert "ignored the interrupt" in cells[0]["error_value"]
+
+
+def test_waiting_cell_stopped_before_timeout(graded):
+    cells = graded("sleeps_forever")["cells"]
+    assert [(cell["index"], cell["outcome"], cell["error_name"]) for cell in cells] == [
+        (2, "timeout", "CellIdleError")]
+    assert IDLE_SECONDS <= cells[0]["seconds"] < 5
 
 
 def test_input_fails_at_once(graded):

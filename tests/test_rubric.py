@@ -21,6 +21,8 @@ def test_default_rubric_totals_twenty(rubric):
     (('activation = "relu"', 'activation = "swish"'), "task51.activation 'swish'"),
     (("x = [1, 2]", "x = [1, 2, 3]"), r"\[task51\] is invalid"),
     (("cell_timeout = 30", "cell_timeout = -1"), "limits.cell_timeout must be at least"),
+    (("cell_idle_timeout = 5", "cell_idle_timeout = -1"), "limits.cell_idle_timeout must be at least 0"),
+    (("cell_idle_timeout = 5", "cell_idle_timeout = \"5\""), "limits.cell_idle_timeout must be a number"),
     (("title = \"Exercise 5", "title = \"Exercise 5\n["), "not valid TOML"),
     (("threshold = 0.90", "treshold = 0.90"), "unknown key 'treshold' in \\[training\\]; did you mean 'threshold'"),
     (("steps = 250", "steps = 2.5"), "training.steps must be a whole number"),
