@@ -13,15 +13,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import shutil
 import signal
 import sys
 import tempfile
+import time
 import uuid
+from queue import Empty
 from pathlib import Path
 from typing import Any
 
 import psutil
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
@@ -46,6 +50,10 @@ REQUEST_TIMEOUT = 30.0
 RESET_TIMEOUT = 120.0
 # The status reported for a kernel whose fork server died: it died with it.
 LOST_STATUS = -signal.SIGKILL
+# Seconds to wait for a kernel_info reply, and then for the first IOPub message,
+# before a new kernel_info request is sent.
+READY_REPLY_WAIT = 1.0
+READY_IOPUB_WAIT = 0.2
 
 
 class ForkServer(LineService):
@@ -276,11 +284,61 @@ class _GraderKernelSpecs(KernelSpecManager):
                           language="python", resource_dir="")
 
 
+class GraderKernelClient(AsyncKernelClient):  # type: ignore[misc]
+    """A kernel client that is ready once the kernel replies and IOPub delivers.
+
+    jupyter_client's own ``wait_for_ready`` (8.10) then also reads IOPub until it has been
+    quiet for 0.2 s, which every notebook would pay as start-up time. Leftover
+    status messages do no harm, because nbclient matches replies by request id.
+    """
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        """Send kernel_info requests until the kernel replies to one and an IOPub message
+        arrives; raise RuntimeError when the kernel dies or ``timeout`` seconds pass first."""
+        deadline = time.monotonic() + (math.inf if timeout is None else timeout)
+        iopub_live = False
+        while True:
+            request = self.kernel_info()
+            reply = await self._shell_reply(request)
+            if reply is not None:
+                # ipykernel greets each new IOPub subscriber, and it publishes a busy and
+                # an idle status for every request, so one message proves the channel works.
+                iopub_live = iopub_live or await self._iopub_message()
+                if iopub_live:
+                    self._handle_kernel_info_reply(reply)
+                    return
+            if not await self._async_is_alive():
+                raise RuntimeError("the kernel died before it replied to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"kernel_info timed out: the kernel did not reply within {timeout} s")
+
+    async def _shell_reply(self, request: str) -> dict[str, Any] | None:
+        """Return the reply to ``request``, or None when none came within READY_REPLY_WAIT."""
+        until = time.monotonic() + READY_REPLY_WAIT
+        while (left := until - time.monotonic()) > 0:
+            try:
+                message = await self.shell_channel.get_msg(timeout=left)
+            except Empty:
+                return None
+            if message.get("parent_header", {}).get("msg_id") == request:
+                return message
+        return None
+
+    async def _iopub_message(self) -> bool:
+        try:
+            await self.iopub_channel.get_msg(timeout=READY_IOPUB_WAIT)
+        except Empty:
+            return False
+        return True
+
+
 class ForkServerKernelManager(AsyncKernelManager):  # type: ignore[misc]
     """An ``AsyncKernelManager`` whose kernels ``server`` forks."""
 
     def __init__(self, server: ForkServer, **kwargs: Any) -> None:
-        super().__init__(kernel_name="python3", kernel_spec_manager=_GraderKernelSpecs(), **kwargs)
+        super().__init__(kernel_name="python3", kernel_spec_manager=_GraderKernelSpecs(),
+                         client_class="grader.kernels.GraderKernelClient",
+                         client_factory=GraderKernelClient, **kwargs)
         self._server = server
 
     async def _async_pre_start_kernel(self, **kwargs: Any) -> Any:

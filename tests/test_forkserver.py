@@ -323,5 +323,28 @@ def test_kernel_exit_status_reported(server: ForkServer) -> None:
     assert asyncio.run(exit_with_seven()) == 7
 
 
+@pytest.mark.parametrize("signum, message", [
+    (signal.SIGKILL, "the kernel died before it replied to kernel_info"),
+    (signal.SIGSTOP, "kernel_info timed out: the kernel did not reply within 2 s"),
+])
+def test_unready_kernel_raises(server: ForkServer, signum: int, message: str) -> None:
+    async def start_and_signal() -> None:
+        workdir = server.new_workdir()
+        manager = ForkServerKernelManager(server, transport="ipc", ip=str(workdir / ".kernel"),
+                                          connection_file=str(workdir / ".kernel.json"))
+        await manager.start_kernel(env=kernel_env(workdir, 1), cwd=str(workdir))
+        await manager.signal_kernel(signum)
+        client = manager.client()
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=2)
+        finally:
+            client.stop_channels()
+            server.reset()
+
+    with pytest.raises(RuntimeError, match=message):
+        asyncio.run(start_and_signal())
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v"]))
