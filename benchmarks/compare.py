@@ -1,6 +1,6 @@
-"""Grade one batch of notebooks three ways and compare wall time, throughput and memory.
+"""Grade one batch of notebooks four ways and compare wall time, throughput and memory.
 
-The three ways, each started as a child process whose process tree is sampled:
+The ways, each started as a child process whose process tree is sampled:
 
 - ``nbclient``: plain nbclient, one notebook after another, each in a fresh kernel
   with a 30 s per-cell timeout (``nbclient_batch.py``). This is the floor that any
@@ -10,6 +10,9 @@ The three ways, each started as a child process whose process tree is sampled:
   as an instructor would for this exercise.
 - ``grader``: this repository's ``grader grade BATCH --out OUT --workers 2
   --regrade`` into a fresh output folder.
+- ``grader-no-idle-watch``: the same with ``limits.cell_idle_timeout = 0`` in a copy
+  of the rubric, so that the grader, like the other ways, stops the endless cell only
+  at its 30 s timeout.
 
 Run it from the repository root:
 
@@ -61,7 +64,8 @@ RESULTS_DIR = BENCHMARKS_DIR / "results"
 SUBMISSIONS_DIR = REPOSITORY_ROOT / "submissions"
 GRADER_COMMAND = REPOSITORY_ROOT / ".venv" / "bin" / "grader"
 
-WAYS = ("nbclient", "nbgrader", "grader")
+WAYS = ("nbclient", "nbgrader", "grader", "grader-no-idle-watch")
+RUBRIC = REPOSITORY_ROOT / "solutions" / "rubric.toml"
 CELL_TIMEOUT_SECONDS = 30
 GRADER_WORKERS = 2
 
@@ -246,10 +250,10 @@ def run_nbgrader(batch: list[BatchEntry], work: Path, verbose: bool) -> dict:
 # ---------------------------------------------------------------------------
 
 
-def run_grader(batch: list[BatchEntry], work: Path, verbose: bool) -> dict:
+def run_grader(batch: list[BatchEntry], work: Path, verbose: bool, way: str = "grader") -> dict:
     if not GRADER_COMMAND.exists():
         raise WayFailed(f"{GRADER_COMMAND} not found. Run bin/setup first.")
-    out = work / "grader-out"
+    out = work / f"{way}-out"
     argv = [
         str(GRADER_COMMAND),
         "grade",
@@ -260,7 +264,9 @@ def run_grader(batch: list[BatchEntry], work: Path, verbose: bool) -> dict:
         str(GRADER_WORKERS),
         "--regrade",
     ]
-    log_path = work / "grader.log"
+    if way == "grader-no-idle-watch":
+        argv += ["--rubric", str(write_rubric_without_idle_watch(work / "rubric-no-idle-watch"))]
+    log_path = work / f"{way}.log"
     measurement = run_measured(argv, REPOSITORY_ROOT, log_path, show_line=lambda line: True)
     if measurement.returncode != 0:
         raise WayFailed(
@@ -293,6 +299,20 @@ def run_grader(batch: list[BatchEntry], work: Path, verbose: bool) -> dict:
             },
         },
     )
+
+
+def write_rubric_without_idle_watch(folder: Path) -> Path:
+    """Write a copy of the default rubric with ``cell_idle_timeout = 0`` into ``folder``."""
+    text = RUBRIC.read_text()
+    setting = "\ncell_idle_timeout = 5\n"
+    if setting not in text:
+        raise WayFailed(f"{RUBRIC} has no line 'cell_idle_timeout = 5' to turn off")
+    folder.mkdir()
+    for module in RUBRIC.parent.glob("*.py"):
+        shutil.copyfile(module, folder / module.name)  # reference.py, which the rubric names
+    rubric = folder / RUBRIC.name
+    rubric.write_text(text.replace(setting, "\ncell_idle_timeout = 0\n"))
+    return rubric
 
 
 # ---------------------------------------------------------------------------
@@ -356,14 +376,15 @@ def describe_machine() -> dict:
 
 def add_ratios(results: dict) -> dict:
     """Return throughput ratios of the grader to each other way that ran without failure."""
-    ours = results["ways"].get("grader")
     ratios = {}
-    for other in ("nbclient", "nbgrader"):
-        theirs = results["ways"].get(other)
-        if ours and theirs and ours.get("ok") and theirs.get("ok"):
-            ratios[f"grader/{other}"] = round(
-                ours["notebooks_per_minute"] / theirs["notebooks_per_minute"], 2
-            )
+    for way in ("grader", "grader-no-idle-watch"):
+        ours = results["ways"].get(way)
+        for other in ("nbclient", "nbgrader"):
+            theirs = results["ways"].get(other)
+            if ours and theirs and ours.get("ok") and theirs.get("ok"):
+                ratios[f"{way}/{other}"] = round(
+                    ours["notebooks_per_minute"] / theirs["notebooks_per_minute"], 2
+                )
     return ratios
 
 
@@ -460,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
         "--ways",
         type=parse_ways,
         default=list(WAYS),
-        help="comma-separated ways to run, in the order given (default: nbclient,nbgrader,grader)",
+        help="comma-separated ways to run, in the order given (default: all of "
+        + ",".join(WAYS) + ")",
     )
     parser.add_argument(
         "--count",
@@ -521,7 +543,12 @@ def main(argv: list[str] | None = None) -> int:
         "ways": {},
     }
 
-    runners = {"nbclient": run_nbclient, "nbgrader": run_nbgrader, "grader": run_grader}
+    runners = {
+        "nbclient": run_nbclient,
+        "nbgrader": run_nbgrader,
+        "grader": run_grader,
+        "grader-no-idle-watch": lambda *args: run_grader(*args, way="grader-no-idle-watch"),
+    }
     try:
         for way in args.ways:
             print(f"== {way}: {len(batch)} notebooks (log: {work / (way + '.log')})", flush=True)
