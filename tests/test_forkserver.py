@@ -10,16 +10,18 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from grader.execute import kernel_env
-from grader.kernels import LOST_STATUS, ForkServer, ForkServerKernelManager
+from grader.kernels import LOST_STATUS, ForkServer, ForkServerKernelManager, _still_running
 from grader.sandbox import DEFAULT_LIMITS, Sandbox, _process_table, _sandbox_members, detect_sandbox
 from grader.service import ServiceError
 
@@ -344,6 +346,23 @@ def test_unready_kernel_raises(server: ForkServer, signum: int, message: str) ->
 
     with pytest.raises(RuntimeError, match=message):
         asyncio.run(start_and_signal())
+
+
+def test_zombie_counts_as_ended() -> None:
+    sleeper = subprocess.Popen(["sleep", "60"])
+    finished = subprocess.Popen(["true"])
+    try:
+        zombie = psutil.Process(finished.pid)
+        deadline = time.monotonic() + 10
+        while zombie.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert zombie.status() == psutil.STATUS_ZOMBIE  # not reaped: nobody waited for it
+        assert not _still_running(zombie)
+        assert _still_running(psutil.Process(sleeper.pid))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        finished.wait()
 
 
 if __name__ == "__main__":
