@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
@@ -22,6 +23,10 @@ from .mnist import BUILTIN_DIR, DataError, load_arrays
 from .results import SubmissionResult
 from .rubric import DEFAULT_RUBRIC, RubricError, load_rubric
 from .variants import read_secret
+
+# Max characters of a reason in the batch summary table. The result
+# documents and feedback pages have the whole reason.
+SUMMARY_REASON_WIDTH = 70
 
 
 class Printer:
@@ -76,7 +81,8 @@ class Printer:
         for result in results:
             self.line(
                 f"{result.student:<{width}}  {result.status:<16} "
-                f"{result.total:>4g}/{result.max_total:<3g}  {result.reason[:70]}"
+                f"{result.total:>4g}/{result.max_total:<3g}  "
+                f"{textwrap.shorten(result.reason, SUMMARY_REASON_WIDTH, placeholder=' ...')}"
             )
         graded = sum(r.status == "graded" for r in results)
         missing = sum(r.status == "missing" for r in results)
@@ -99,7 +105,7 @@ class Printer:
             if item.hint:
                 self.line(f"{'':<22}Hint: {item.hint}")
         for cell in result.cells:
-            self.line(f"Cell {cell.index}: {cell.outcome} {cell.error_name} {cell.error_value[:100]}")
+            self.line(f"Cell {cell.index}: {cell.outcome} {cell.error_name} {cell.error_value}")
         for note in result.notes:
             self.line(f"Note: {note}")
         self.line()
