@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "assignment" / "exercise5.ipynb"
 
 ResultCallback = Callable[[int, int, SubmissionResult], None]
+# Called once the submissions are found, with their number and the number of workers.
+StartCallback = Callable[[int, int], None]
 # How often a submission is retried after its worker process died.
 MAX_WORKER_DEATHS = 2
 
@@ -222,6 +224,7 @@ def grade_batch(
     rubric: Rubric,
     settings: BatchSettings,
     on_result: ResultCallback | None = None,
+    on_start: StartCallback | None = None,
 ) -> list[SubmissionResult]:
     """Grade every submission under ``submissions`` and write the outputs to ``out_dir``."""
     if settings.variant_secret is not None:
@@ -239,14 +242,16 @@ def grade_batch(
             raise BatchError(f"no submissions found in {submissions}")
         source = submissions if submissions.is_dir() else submissions.parent
         hidden = (source.resolve(), out_dir.resolve(), Path(scratch).resolve())
-        return _grade_found(found, out_dir, rubric, settings, hidden, on_result)
+        workers = min(settings.workers or default_workers(), len(found))
+        if on_start is not None:
+            on_start(len(found), workers)
+        return _grade_found(found, out_dir, rubric, settings, workers, hidden, on_result)
 
 
 def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, settings: BatchSettings,
-                 hidden: tuple[Path, ...], on_result: ResultCallback | None) -> list[SubmissionResult]:
-
+                 workers: int, hidden: tuple[Path, ...],
+                 on_result: ResultCallback | None) -> list[SubmissionResult]:
     started = time.monotonic()
-    workers = min(settings.workers or default_workers(), len(found))
     options = GradeOptions(
         rubric=rubric,
         data_dir=settings.data_dir,

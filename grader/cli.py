@@ -86,7 +86,7 @@ class Printer:
             )
         graded = sum(r.status == "graded" for r in results)
         missing = sum(r.status == "missing" for r in results)
-        rows = f"{len(results)} student{'s' if len(results) != 1 else ''}"
+        rows = _count(len(results), "student")
         extra = f", {missing} with no submission" if missing else ""
         self.line()
         self.line(f"{rows}, {graded} graded{extra}. Gradebook: {out_dir / 'gradebook.csv'}, "
@@ -114,6 +114,11 @@ class Printer:
 
     def error(self, text: str) -> None:
         print(f"error: {text}", file=sys.stderr, flush=True)
+
+
+def _count(number: int, noun: str) -> str:
+    """Return ``number`` with ``noun``, plural unless the number is 1."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -316,10 +321,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  regrade=arguments.regrade, roster=arguments.roster,
                                  sandbox=arguments.sandbox, executor=arguments.executor,
                                  scheduler=arguments.scheduler)
-        workers = f"{arguments.workers} worker{'s' if arguments.workers != 1 else ''}"
-        printer.line(f"Grading {arguments.submissions} with {workers}")
+
+        def announce(submissions: int, workers: int) -> None:
+            printer.line(f"Grading {_count(submissions, 'submission')} from {arguments.submissions} "
+                         f"with {_count(workers, 'worker')}")
+
         results = grade_batch(arguments.submissions, arguments.out, rubric, settings,
-                              on_result=printer.progress)
+                              on_result=printer.progress, on_start=announce)
     except (RubricError, DataError, BatchError, ExportError, PracticeError) as error:
         printer.error(str(error))
         return 2

@@ -142,6 +142,16 @@ def test_unwritable_output_folder_is_refused_before_grading(folder, tmp_path):
     assert f"cannot write to output folder {out}: Not a directory" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert "[1/" not in completed.stdout  # refused before any notebook ran
+    assert "Grading" not in completed.stdout
+
+
+def test_empty_folder_is_refused_before_announcing(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    completed = run_cli("grade", empty, "--out", tmp_path / "out")
+    assert completed.returncode == 2
+    assert f"no submissions found in {empty}" in completed.stderr
+    assert completed.stdout == ""
 
 
 def test_closed_standard_output_does_not_stop_the_batch(folder, tmp_path):

@@ -56,13 +56,15 @@ def graded(tmp_path_factory, rubric):
         capture_output=True, text=True, timeout=1800,
     )
     after = {path.name: path.read_bytes() for path in folder.iterdir()}
-    return {"completed": completed, "out": out, "before": before, "after": after}
+    return {"completed": completed, "out": out, "before": before, "after": after, "folder": folder}
 
 
 def test_cli_exits_zero_and_prints_summary(graded):
     completed = graded["completed"]
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert f"{len(EXPECTED)} students, {len(EXPECTED)} graded." in completed.stdout
+    first_line = completed.stdout.splitlines()[0]
+    assert first_line.endswith(f"Grading {len(EXPECTED)} submissions from {graded['folder']} with 2 workers")
 
 
 def test_submissions_left_unchanged(graded):
