@@ -525,6 +525,7 @@ def _parse_ilias_folder(name: str) -> tuple[str, str, str, str] | None:
 def _scan_folder(root: Path) -> list[_Entry]:
     """Read each folder and each submission file directly in ``root`` as an entry."""
     entries: list[_Entry] = []
+    skipped: list[str] = []
     for path in sorted(root.iterdir()):
         if _is_skipped(path.name):
             continue
@@ -533,10 +534,13 @@ def _scan_folder(root: Path) -> list[_Entry]:
             continue
         entry = _file_entry(path) if path.is_file() else None
         if entry is None:
-            log.info("skipped %s: not a notebook, script or archive, and not named like "
-                     "an LMS submission file", path)
+            skipped.append(path.name)
         else:
             entries.append(entry)
+    if skipped:
+        files = "1 file" if len(skipped) == 1 else f"{len(skipped)} files"
+        log.warning("skipped %s in %s that are not notebooks, scripts or archives and not "
+                    "named like LMS submission files: %s", files, root, ", ".join(skipped))
     return entries
 
 

@@ -99,11 +99,12 @@ def test_student_id_drops_accents_and_unsafe_characters():
 # --- Flat folders and single notebooks ------------------------------------------------
 
 
-def test_flat_folder_one_per_notebook(tmp_path, scratch):
+def test_flat_folder_one_per_notebook(tmp_path, scratch, caplog):
     source = tmp_path / "subs"
     write(source / "zz99abcd.ipynb")
     write(source / "ab12cdef.ipynb")
     write(source / "README.txt", "not a submission")
+    write(source / "grades.csv", "student,points")
     write(source / ".hidden.ipynb")
     write(source / ".ipynb_checkpoints" / "ab12cdef-checkpoint.ipynb")
     found = collect_submissions(source, scratch)
@@ -112,6 +113,9 @@ def test_flat_folder_one_per_notebook(tmp_path, scratch):
     assert found[0].name == ""
     assert found[0].warnings == ()
     assert not scratch.exists()
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warnings == [f"skipped 2 files in {source} that are not notebooks, scripts or archives "
+                        "and not named like LMS submission files: README.txt, grades.csv"]
 
 
 def test_single_notebook_source(tmp_path, scratch):
