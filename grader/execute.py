@@ -268,6 +268,12 @@ async def _execute_watched(client: NotebookClient, manager: AsyncKernelManager, 
     return watch.fired
 
 
+def _idle_message(seconds: float) -> str:
+    return (f"the cell used almost no CPU for {seconds:g} s, so it was interrupted: it was waiting "
+            "for something that does not come during grading (the end of a sleep, a lock, input "
+            "or a process that does not end). Remove the wait, or give the loop an end")
+
+
 def _set_cell_limit(client: NotebookClient, seconds: float) -> None:
     client.timeout = max(1, int(seconds))
     client.error_on_timeout = {
@@ -303,16 +309,15 @@ async def _run_cells(
             raise _Stop(index) from None
         seconds = round(time.monotonic() - cell_started, 3)
         reply = recorder.replies.get(index, {})
-        if reply.get("status") == "ok":
+        if reply.get("status") == "ok" and not idle:
             progress.succeeded.append(index)
             continue
         name = str(reply.get("ename", "Error"))
         value = str(reply.get("evalue", ""))[:500]
-        if idle and name == "KeyboardInterrupt":
-            name = "CellIdleError"
-            value = (f"the cell used almost no CPU for {config.cell_idle_timeout:g} s because it was "
-                     "waiting (for a sleep, a lock, input or a process that does not end), "
-                     "so it was interrupted")
+        # An interrupted cell counts as stopped even where it caught the interrupt and
+        # ended normally or with another error, so a new kernel never replays it.
+        if idle and name != "CellTimeoutError":
+            name, value = "CellIdleError", _idle_message(config.cell_idle_timeout)
         outcome = "timeout" if name in ("CellTimeoutError", "CellIdleError") else "error"
         traceback = short_traceback(cell, Path(client.resources["metadata"]["path"]))
         if outcome == "timeout" and not await _wait_until_idle(client, INTERRUPT_GRACE):

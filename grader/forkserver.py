@@ -51,6 +51,7 @@ from typing import Any
 
 PR_SET_NAME = 15
 PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
 # The name a forked kernel shows in ps and top (its command line is the server's).
 KERNEL_PROCESS_NAME = b"grader-kernel"
 IPC_RMID = 0
@@ -94,10 +95,14 @@ def _preload() -> None:
     torch.export.save(program, io.BytesIO())
 
 
-def _set_dumpable(value: int) -> None:
+def _prctl(option: int, value: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_DUMPABLE, value, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}, {value}) failed")
+
+
+def _set_dumpable(value: int) -> None:
+    _prctl(PR_SET_DUMPABLE, value)
 
 
 def _become_kernel(request: dict[str, Any]) -> int:
@@ -177,20 +182,26 @@ def _signal(request: dict[str, Any], children: dict[int, int | None]) -> dict[st
     return {}
 
 
-def _other_processes() -> list[int]:
-    """List the live processes of this PID namespace besides this one and its init."""
-    others = []
+def _live_processes() -> dict[int, int]:
+    """Map each process visible here that is not a zombie to its parent's pid."""
+    parents = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) in (1, os.getpid()):
+        if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/stat", "rb") as status:
                 text = status.read().decode("ascii", "replace")
         except OSError:
             continue
-        if text[text.rfind(")") + 2:][:1] != "Z":
-            others.append(int(entry.name))
-    return others
+        fields = text[text.rfind(")") + 2:].split()
+        if len(fields) > 1 and fields[0] != "Z":
+            parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def _other_processes() -> list[int]:
+    """List the live processes of this PID namespace besides this one and its init."""
+    return [pid for pid in _live_processes() if pid not in (1, os.getpid())]
 
 
 def _kill_namespace(children: dict[int, int | None]) -> None:
@@ -207,14 +218,28 @@ def _kill_namespace(children: dict[int, int | None]) -> None:
     raise RuntimeError(f"processes {_other_processes()} survived SIGKILL")
 
 
-def _kill_sessions(children: dict[int, int | None]) -> None:
+def _kill_descendants(children: dict[int, int | None]) -> None:
+    """Kill the kernels with their sessions, and every process this server adopted.
+
+    Without a PID namespace the server is a child subreaper, so a process whose
+    parent ended becomes the server's child, even one that left its kernel's session.
+    Killing such a process can orphan its own children, hence the loop.
+    """
     from grader.sandbox import kill_process_group
 
-    for pid, status in children.items():
-        if status is None:
-            kill_process_group(pid)
     deadline = time.monotonic() + RESET_ATTEMPTS * RESET_PAUSE
-    while any(status is None for status in children.values()) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        kernels = [pid for pid, status in children.items() if status is None]
+        adopted = [pid for pid, parent in _live_processes().items() if parent == os.getpid()]
+        if not kernels and not adopted:
+            return
+        for pid in kernels:
+            kill_process_group(pid)
+        for pid in adopted:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         _reap(children)
         time.sleep(RESET_PAUSE)
 
@@ -352,7 +377,7 @@ def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 def _reset(children: dict[int, int | None], own_namespace: bool, clean: dict[str, Any]) -> dict[str, Any]:
     if not own_namespace:
-        _kill_sessions(children)
+        _kill_descendants(children)
         return {}
     _kill_namespace(children)
     _empty_scratch()
@@ -372,6 +397,8 @@ def serve(own_namespace: bool) -> None:
     _preload()
     if own_namespace:
         _empty_scratch()  # what the imports left in /tmp, so every kernel finds the same
+    else:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)  # in a PID namespace, init adopts orphans anyway
     clean = sandbox_state() if own_namespace else {}
     _set_dumpable(0)
     children: dict[int, int | None] = {}

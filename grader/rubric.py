@@ -76,7 +76,7 @@ class Limits:
     """Time limits in seconds, and the training sample size the student's cells see."""
 
     cell_timeout: float = 30.0
-    # A cell whose sandbox uses no CPU for this long is interrupted; 0 turns it off.
+    # A cell whose sandbox uses almost no CPU for this long is interrupted. Zero turns it off.
     cell_idle_timeout: float = 5.0
     notebook_timeout: float = 120.0
     check_timeout: float = 120.0
@@ -238,7 +238,7 @@ def _load_limits(data: dict) -> Limits:
     table = data.get("limits", {})
     return Limits(
         cell_timeout=_number(table, "cell_timeout", 30, "limits", minimum=1),
-        cell_idle_timeout=_number(table, "cell_idle_timeout", 5, "limits"),
+        cell_idle_timeout=_idle_timeout(table),
         notebook_timeout=_number(table, "notebook_timeout", 120, "limits", minimum=1),
         check_timeout=_number(table, "check_timeout", 120, "limits", minimum=1),
         student_train_images=_whole(table, "student_train_images", 2000, "limits"),
@@ -247,6 +247,14 @@ def _load_limits(data: dict) -> Limits:
         max_processes=_whole(table, "max_processes", 256, "limits", minimum=16),
         max_file_mb=_whole(table, "max_file_mb", 256, "limits", minimum=1),
     )
+
+
+def _idle_timeout(table: dict) -> float:
+    # The idle watch samples CPU time every 0.5 s, so a shorter limit cannot be kept.
+    value = _number(table, "cell_idle_timeout", 5, "limits", minimum=-math.inf)
+    if value < 0 or 0 < value < 1:
+        raise RubricError(f"limits.cell_idle_timeout must be 0 (no idle watch) or at least 1, got {value!r}")
+    return value
 
 
 def load_rubric(path: Path = DEFAULT_RUBRIC) -> Rubric:

@@ -140,6 +140,25 @@ def test_reset_kills_kernel_and_children(server: ForkServer) -> None:
     assert list(server.slot.iterdir()) == []
 
 
+def test_reset_kills_orphans_in_new_sessions(server: ForkServer) -> None:
+    # The shell ends at once, so its background job is orphaned in a session of its own.
+    marker = f"{900 + os.getpid() % 100}.{time.time_ns() % 10**6:06d}"
+    run_in_kernel(server, "import subprocess, json\n"
+                          f"subprocess.run('setsid sleep {marker} > /dev/null 2>&1 &', shell=True)\n"
+                          "print(json.dumps({}))")
+    deadline = time.monotonic() + 10
+    while not _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _processes_with(marker)
+    server.reset()
+    assert _processes_with(marker) == []
+
+
+def _processes_with(argument: str) -> list[int]:
+    return [process.pid for process in psutil.process_iter(["cmdline"])
+            if argument in (process.info["cmdline"] or [])]
+
+
 def test_kernel_cannot_reach_the_server(server: ForkServer) -> None:
     report = run_in_kernel(server, "import os, json\n"
                                    "server = os.getppid()\n"
@@ -356,7 +375,7 @@ def test_zombie_counts_as_ended() -> None:
         deadline = time.monotonic() + 10
         while zombie.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert zombie.status() == psutil.STATUS_ZOMBIE  # not reaped: nobody waited for it
+        assert zombie.status() == psutil.STATUS_ZOMBIE  # not reaped, because no process waited for it
         assert not _still_running(zombie)
         assert _still_running(psutil.Process(sleeper.pid))
     finally:

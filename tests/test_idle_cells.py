@@ -84,6 +84,32 @@ def test_cell_waiting_for_busy_child_runs_on(server: ForkServer) -> None:
     assert printed(run, 0) == "done\n"
 
 
+@pytest.mark.parametrize("handler", ["print('caught')", "raise RuntimeError('stopped')"])
+def test_caught_interrupt_still_reported(server: ForkServer, handler: str) -> None:
+    # The kernel dies in cell 2, so a new one replays the cells that succeeded before.
+    run = run_cells(server, [f"import time\ntry:\n    time.sleep(600)\nexcept KeyboardInterrupt:\n    {handler}",
+                             "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+                             "print('after the restart')"])
+    assert [(report.index, report.error_name) for report in run.cells] == [
+        (1, "CellIdleError"), (2, "DeadKernelError")]
+    assert run.restarts == 1
+    assert printed(run, 2) == "after the restart\n"
+
+
+def test_cell_waiting_for_orphaned_worker_runs_on(server: ForkServer) -> None:
+    # A job in a session of its own, whose parent shell has ended, computes the result.
+    job = BUSY + "\nopen('result.txt', 'w').write('42')"
+    cell = ("import os, subprocess, sys, time\n"
+            f"open('job.py', 'w').write({job!r})\n"
+            "subprocess.run(f'setsid {sys.executable} job.py > /dev/null 2>&1 &', shell=True)\n"
+            "while not os.path.exists('result.txt'):\n"
+            "    time.sleep(0.1)\n"
+            "print(open('result.txt').read())")
+    run = run_cells(server, [cell])
+    assert run.cells == []
+    assert printed(run, 0) == "42\n"
+
+
 def test_zero_turns_the_watch_off(server: ForkServer) -> None:
     run = run_cells(server, [f"import time\ntime.sleep({IDLE_SECONDS + 2})\nprint('slept')"],
                     idle_seconds=0)
