@@ -47,6 +47,8 @@ DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "assignment" / "exer
 ResultCallback = Callable[[int, int, SubmissionResult], None]
 # Called once the submissions are found, with their number and the number of workers.
 StartCallback = Callable[[int, int], None]
+# The format of log lines, in the CLI and in worker processes.
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 # How often a submission is retried after its worker process died.
 MAX_WORKER_DEATHS = 2
 
@@ -140,7 +142,8 @@ def _run_parallel(todo: list[Submission], options: GradeOptions, workers: int,
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grader-models") as model_pool:
         while pending:
             with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                     initializer=_start_worker, initargs=(options,)) as pool:
+                                     initializer=_start_worker,
+                                     initargs=(options, logging.getLogger().level)) as pool:
                 try:
                     pending = _collect(pool, model_pool, pending, options, finish, deaths)
                 except KeyboardInterrupt:
@@ -164,8 +167,10 @@ def _kill_children() -> None:
             continue
 
 
-def _start_worker(options: GradeOptions) -> None:
+def _start_worker(options: GradeOptions, log_level: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A spawned worker starts without the CLI's logging set-up.
+    logging.basicConfig(level=log_level, format=LOG_FORMAT)
     start_services(options, check_models=False)
 
 

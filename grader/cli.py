@@ -18,7 +18,7 @@ from typing import Any, Sequence, TextIO
 from .export import ExportError
 from .practice import PracticeError
 from .practice_cli import add_parser as add_practice_parser, run_practice
-from .batch import BatchError, BatchSettings, default_workers, grade_batch
+from .batch import LOG_FORMAT, BatchError, BatchSettings, default_workers, grade_batch
 from .mnist import BUILTIN_DIR, DataError, load_arrays
 from .results import SubmissionResult
 from .rubric import DEFAULT_RUBRIC, RubricError, load_rubric
@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if arguments.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
     printer = Printer()
     try:

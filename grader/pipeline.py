@@ -12,6 +12,7 @@ import importlib.util
 import os
 import json
 import logging
+import multiprocessing
 import shutil
 import sys
 import tempfile
@@ -73,7 +74,9 @@ class GradeOptions:
 def _detect_sandbox(mode: str) -> Sandbox:
     sandbox = detect_sandbox(mode)
     if sandbox.fallback_reason:
-        log.warning("student code runs with resource limits only: %s", sandbox.fallback_reason)
+        # The main process, which always detects the sandbox too, warns for its workers.
+        level = logging.WARNING if multiprocessing.parent_process() is None else logging.INFO
+        log.log(level, "student code runs with resource limits only: %s", sandbox.fallback_reason)
     return sandbox
 
 

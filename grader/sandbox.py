@@ -229,7 +229,7 @@ def detect_sandbox(prefer: str = "auto") -> Sandbox:
             return sandbox
     if prefer == "bubblewrap":
         raise SandboxUnavailableError(reason)
-    log.warning("bubblewrap sandbox unavailable, student code runs with resource limits only: %s", reason)
+    log.info("bubblewrap sandbox unavailable: %s", reason)
     return Sandbox(kind="limits-only", fallback_reason=reason)
 
 

@@ -16,6 +16,7 @@ import pytest
 from conftest import SUBMISSIONS
 from grader.batch import BatchSettings, grade_batch
 from grader.mnist import BUILTIN_DIR
+from notebooks import write_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +164,15 @@ def test_closed_standard_output_does_not_stop_the_batch(folder, tmp_path):
     _, errors = process.communicate(timeout=600)
     assert process.returncode == 0, errors[-2000:]
     assert sorted(pd.read_csv(out / "gradebook.csv")["student"]) == SAMPLES
+
+
+def test_limits_only_warning_printed_once(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for student in ("ab12cdef", "gh34ijkl"):
+        write_notebook(folder / f"{student}.ipynb", ["x = 1"])
+    completed = run_cli("grade", folder, "--out", tmp_path / "out", "--workers", "2", "--sandbox", "none")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    lines = [line for line in completed.stderr.splitlines() if "resource limits only" in line]
+    assert lines == ["WARNING grader.pipeline: student code runs with resource limits only: "
+                     "bubblewrap was turned off (prefer='none')"]
