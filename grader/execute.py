@@ -334,8 +334,12 @@ async def _replay(client: NotebookClient, run: Execution, progress: _Progress,
         remaining = progress.remaining(config.notebook_timeout)
         if remaining < 1:
             raise TimeoutError("the notebook's time budget ran out while replaying cells")
-        await _run_hidden(client, run.notebook.cells[index].source,
-                          min(config.cell_timeout, remaining))
+        limit = min(config.cell_timeout, remaining)
+        try:
+            await _run_hidden(client, run.notebook.cells[index].source, limit)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise TimeoutError(f"cell {index + 1} timed out after {limit:g} s when a new kernel "
+                               "replayed it, although it had finished in the first kernel") from None
 
 
 def _new_client(notebook: nbformat.NotebookNode, workdir: Path, config: ExecutionConfig,
@@ -453,7 +457,9 @@ async def _execute(notebook: nbformat.NotebookNode, workdir: Path, config: Execu
                 break
         except (RuntimeError, TimeoutError, asyncio.TimeoutError) as error:
             log.error("kernel for %s failed: %s", workdir, error)
-            run.failure = run.failure or f"the kernel failed: {error}"
+            # A failure set before is what made the grader start this kernel.
+            run.failure = (f"{run.failure}; then the new kernel failed: {error}" if run.failure
+                           else f"the kernel failed: {error}")
             break
         # A new kernel replays the cells that succeeded, so the answers and the class
         # defined before the failing cell are still graded.

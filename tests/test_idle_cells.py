@@ -36,11 +36,12 @@ def server(request: pytest.FixtureRequest) -> Iterator[ForkServer]:
     started.shut_down()
 
 
-def run_cells(server: ForkServer, cells: list[str], idle_seconds: float = IDLE_SECONDS) -> Execution:
+def run_cells(server: ForkServer, cells: list[str], idle_seconds: float = IDLE_SECONDS,
+              cell_timeout: float = CELL_TIMEOUT) -> Execution:
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
     workdir = server.new_workdir()
     config = ExecutionConfig(
-        cell_timeout=CELL_TIMEOUT, notebook_timeout=2 * CELL_TIMEOUT, cell_idle_timeout=idle_seconds,
+        cell_timeout=cell_timeout, notebook_timeout=2 * CELL_TIMEOUT, cell_idle_timeout=idle_seconds,
         threads=1, raw_dir=workdir, train_images=0, names={}, class_names=(), batch_size=64,
         sandbox=server.sandbox, limits=DEFAULT_LIMITS, hidden=(),
     )
@@ -94,6 +95,18 @@ def test_caught_interrupt_still_reported(server: ForkServer, handler: str) -> No
         (1, "CellIdleError"), (2, "DeadKernelError")]
     assert run.restarts == 1
     assert printed(run, 2) == "after the restart\n"
+
+
+def test_replay_timeout_named_in_failure(server: ForkServer) -> None:
+    # Cell 1 ends at once in the first kernel and hangs when a new kernel replays it.
+    run = run_cells(server, ["import os, time\nif os.path.exists('ran'):\n    time.sleep(600)\n"
+                             "open('ran', 'w').close()",
+                             "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+                             "print('not reached')"], cell_timeout=3)
+    assert run.failure.startswith("cell 2: the kernel was killed (SIGKILL)")
+    assert run.failure.endswith("; then the new kernel failed: cell 1 timed out after 3 s when a new "
+                                "kernel replayed it, although it had finished in the first kernel")
+    assert printed(run, 2) == ""
 
 
 def test_cell_waiting_for_orphaned_worker_runs_on(server: ForkServer) -> None:
