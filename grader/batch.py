@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "assignment" / "exercise5.ipynb"
 
-ResultCallback = Callable[[int, int, SubmissionResult], None]
+# Called after each result: submissions done, submissions in all, the result, and
+# whether it was reused from an earlier run because file and rubric are unchanged.
+ResultCallback = Callable[[int, int, SubmissionResult, bool], None]
 # Called once the submissions are found, with their number and the number of workers.
 StartCallback = Callable[[int, int], None]
 # The format of log lines, in the CLI and in worker processes.
@@ -279,7 +281,7 @@ def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, setting
         for warning in submission.warnings:
             log.warning("%s: %s", submission.student, warning)
 
-    def finish(result: SubmissionResult) -> None:
+    def finish(result: SubmissionResult, reused: bool = False) -> None:
         submission = names[result.student]
         result.name = submission.name
         for warning in submission.warnings:
@@ -293,7 +295,7 @@ def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, setting
         finished[result.student] = result
         write_gradebook([*earlier, *finished.values()], rubric, out_dir)
         if on_result is not None:
-            on_result(len(finished), len(found), result)
+            on_result(len(finished), len(found), result, reused)
 
     todo = []
     for submission in found:
@@ -304,7 +306,7 @@ def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, setting
         previous = None if settings.regrade else _previous_result(out_dir, submission, rubric)
         if previous is not None:
             log.info("reusing the earlier result of %s: file and rubric unchanged", submission.student)
-            finish(previous)
+            finish(previous, reused=True)
         else:
             todo.append(submission)
     if settings.executor == "dask":

@@ -58,11 +58,11 @@ class Printer:
             os.close(devnull)
         self._bar = None
 
-    def progress(self, done: int, total: int, result: SubmissionResult) -> None:
-        seconds = sum(result.timings.values())
+    def progress(self, done: int, total: int, result: SubmissionResult, reused: bool = False) -> None:
+        took = "unchanged, earlier result reused" if reused else f"{sum(result.timings.values()):.1f} s"
         self.line(
             f"[{done}/{total}] {result.student}: {result.status}, "
-            f"{result.total:g}/{result.max_total:g} points ({seconds:.1f} s)"
+            f"{result.total:g}/{result.max_total:g} points ({took})"
         )
         if self.stream.isatty():
             if self._bar is None:

@@ -60,8 +60,9 @@ def test_rerun_reuses_unchanged_results(folder, tmp_path, rubric):
     changed.write_text(changed.read_text().replace('"v = ', '"v  = ', 1))
     seen = []
     second = grade_batch(folder, out, rubric, BatchSettings(BUILTIN_DIR, workers=2),
-                         on_result=lambda done, total, result: seen.append(result.student))
-    assert sorted(seen) == SAMPLES
+                         on_result=lambda done, total, result, reused:
+                             seen.append((result.student, reused)))
+    assert sorted(seen) == [(student, student != "is29febo") for student in SAMPLES]
     by_student = {r.student: r for r in second}
     for result in first:
         if result.student != "is29febo":

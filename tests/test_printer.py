@@ -1,5 +1,5 @@
-"""The CLI's terminal lines: the batch summary shortens long reasons at a word, and a
-self-check prints each unfinished cell's whole message."""
+"""The CLI's terminal lines: progress lines mark reused results, the batch summary
+shortens long reasons at a word, and a self-check prints whole cell messages."""
 
 import io
 from pathlib import Path
@@ -31,3 +31,15 @@ def test_check_summary_prints_whole_cell_message():
     stream = io.StringIO()
     Printer(stream).check_summary(result, Path("out"))
     assert f"Cell 30: timeout CellIdleError {message}" in stream.getvalue().splitlines()
+
+
+def test_progress_marks_reused_result():
+    stream = io.StringIO()
+    result = SubmissionResult("ab12cdef", "ab12cdef.ipynb", "graded", total=18, max_total=20,
+                              timings={"execute": 2.5, "train": 3.0})
+    Printer(stream).progress(3, 24, result, reused=True)
+    Printer(stream).progress(4, 24, result)
+    assert stream.getvalue().splitlines() == [
+        "[3/24] ab12cdef: graded, 18/20 points (unchanged, earlier result reused)",
+        "[4/24] ab12cdef: graded, 18/20 points (5.5 s)",
+    ]
