@@ -197,6 +197,9 @@ class _Progress:
 
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# How a SyntaxError names ipykernel's file for the cell, "(3797901694.py, line 1)",
+# which means nothing to a student.
+_CELL_FILE = re.compile(r"\(\d+\.py, line (\d+)\)")
 TRACEBACK_LINES = 8
 
 
@@ -313,7 +316,7 @@ async def _run_cells(
             progress.succeeded.append(index)
             continue
         name = str(reply.get("ename", "Error"))
-        value = str(reply.get("evalue", ""))[:500]
+        value = _CELL_FILE.sub(r"(line \1)", str(reply.get("evalue", "")))[:500]
         # An interrupted cell counts as stopped even where it caught the interrupt and
         # ended normally or with another error, so a new kernel never replays it.
         if idle and name != "CellTimeoutError":

@@ -31,6 +31,7 @@ CASES = {
                            "    except BaseException:\n        continue", TABLE],
     # A cell that waits without computing is interrupted before its timeout.
     "sleeps_forever": [IMPORTS, "import time\ntime.sleep(600)", ANSWERS, CONVNET, TABLE],
+    "syntax_error": [IMPORTS, ANSWERS, "def f(:\n    pass", CONVNET, TABLE],
     "input_call": [IMPORTS, "name = input('Your name? ')", ANSWERS, CONVNET, TABLE],
     "sys_exit": [IMPORTS, ANSWERS, "import sys\nsys.exit(1)", CONVNET, TABLE],
     # Objects that claim to equal anything, and a patched numel and parameters.
@@ -162,6 +163,13 @@ def test_waiting_cell_stopped_before_timeout(graded):
     assert [(cell["index"], cell["outcome"], cell["error_name"]) for cell in cells] == [
         (2, "timeout", "CellIdleError")]
     assert IDLE_SECONDS <= cells[0]["seconds"] < 5
+
+
+def test_syntax_error_names_line_not_file(graded):
+    document = graded("syntax_error")
+    assert [(cell["index"], cell["error_name"]) for cell in document["cells"]] == [(3, "SyntaxError")]
+    assert document["cells"][0]["error_value"] == "invalid syntax (line 1)"
+    assert document["total"] == 20
 
 
 def test_input_fails_at_once(graded):
