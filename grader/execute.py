@@ -197,8 +197,8 @@ class _Progress:
 
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-# How a SyntaxError names ipykernel's file for the cell, "(3797901694.py, line 1)",
-# which means nothing to a student.
+# The file and line that a SyntaxError's message names, "(3797901694.py, line 1)".
+# The file is ipykernel's name for the cell, which means nothing to a student.
 _CELL_FILE = re.compile(r"\(\d+\.py, line (\d+)\)")
 TRACEBACK_LINES = 8
 
