@@ -230,11 +230,10 @@ class _IdleWatch:
     of the sandbox, so a cell waiting for a busy child process is not idle.
     """
 
-    def __init__(self, server: ForkServer, manager: AsyncKernelManager, seconds: float) -> None:
+    def __init__(self, server: ForkServer, client: NotebookClient, seconds: float) -> None:
         self.server = server
-        self.manager = manager
+        self.client = client
         self.seconds = seconds
-        self.fired = False  # whether the watch interrupted the cell
 
     async def run(self) -> None:
         since = time.monotonic()
@@ -249,26 +248,31 @@ class _IdleWatch:
             if used > baseline + IDLE_CPU_ALLOWANCE or used < baseline:
                 since, baseline = now, used
             elif now - since >= self.seconds:
-                self.fired = True
-                await self.manager.interrupt_kernel()
+                self._stop_cell()
                 return
 
+    def _stop_cell(self) -> None:
+        """Stop the cell through nbclient's own timeout path, which interrupts the kernel
+        and records ``error_on_timeout`` without waiting for the cell's reply. A kernel
+        interrupted just after the cell's code ended may send no reply at all."""
+        self.client.error_on_timeout = {"ename": "CellIdleError", "evalue": _idle_message(self.seconds)}
+        self.client.kc.shell_channel.expire()
 
-async def _execute_watched(client: NotebookClient, manager: AsyncKernelManager, server: ForkServer,
-                           cell: Any, index: int, idle_seconds: float) -> bool:
-    """Execute one cell under an idle watch; return whether the watch interrupted it."""
+
+async def _execute_watched(client: NotebookClient, server: ForkServer, cell: Any, index: int,
+                           idle_seconds: float) -> None:
+    """Execute one cell, under an idle watch unless ``idle_seconds`` is zero."""
     if idle_seconds <= 0:
         await client.async_execute_cell(cell, index)
-        return False
-    watch = _IdleWatch(server, manager, idle_seconds)
-    task = asyncio.create_task(watch.run())
+        return
+    task = asyncio.create_task(_IdleWatch(server, client, idle_seconds).run())
     try:
         await client.async_execute_cell(cell, index)
     finally:
-        # Wait for the watch to end, so that no interrupt reaches the next cell.
+        # The watch ends before the next cell starts, so it can never stop that one.
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    return watch.fired
+        client.kc.shell_channel.renew()
 
 
 def _idle_message(seconds: float) -> str:
@@ -305,22 +309,18 @@ async def _run_cells(
         _set_cell_limit(client, min(config.cell_timeout, remaining))
         cell_started = time.monotonic()
         try:
-            idle = await _execute_watched(client, manager, server, cell, index, config.cell_idle_timeout)
+            await _execute_watched(client, server, cell, index, config.cell_idle_timeout)
         except DeadKernelError:
             run.cells.append(CellReport(index + 1, "dead-kernel", "DeadKernelError",
                                         _death_cause(manager), round(time.monotonic() - cell_started, 3)))
             raise _Stop(index) from None
         seconds = round(time.monotonic() - cell_started, 3)
         reply = recorder.replies.get(index, {})
-        if reply.get("status") == "ok" and not idle:
+        if reply.get("status") == "ok":
             progress.succeeded.append(index)
             continue
         name = str(reply.get("ename", "Error"))
         value = _CELL_FILE.sub(r"(line \1)", str(reply.get("evalue", "")))[:500]
-        # An interrupted cell counts as stopped even where it caught the interrupt and
-        # ended normally or with another error, so a new kernel never replays it.
-        if idle and name != "CellTimeoutError":
-            name, value = "CellIdleError", _idle_message(config.cell_idle_timeout)
         outcome = "timeout" if name in ("CellTimeoutError", "CellIdleError") else "error"
         traceback = short_traceback(cell, Path(client.resources["metadata"]["path"]))
         if outcome == "timeout" and not await _wait_until_idle(client, INTERRUPT_GRACE):

@@ -26,6 +26,8 @@ from typing import Any
 
 import psutil
 from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
+from traitlets import Type
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
@@ -307,13 +309,50 @@ class _GraderKernelSpecs(KernelSpecManager):
                           language="python", resource_dir="")
 
 
+class ExpiringShellChannel(AsyncZMQSocketChannel):  # type: ignore[misc]
+    """A shell channel whose current wait for a message can be ended early.
+
+    ``expire()`` makes a waiting ``get_msg`` raise ``Empty`` as if its timeout had
+    passed, so nbclient stops the cell the way it stops one over its time limit.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._expired = asyncio.Event()
+
+    def expire(self) -> None:
+        self._expired.set()
+
+    def renew(self) -> None:
+        """Let later waits run to their own timeout again."""
+        self._expired.clear()
+
+    async def get_msg(self, timeout: float | None = None) -> dict[str, Any]:
+        if self._expired.is_set():
+            raise Empty
+        receive = asyncio.ensure_future(super().get_msg(timeout))
+        expired = asyncio.ensure_future(self._expired.wait())
+        try:
+            await asyncio.wait({receive, expired}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            expired.cancel()
+        if not receive.done():
+            receive.cancel()
+            await asyncio.gather(receive, return_exceptions=True)
+            raise Empty
+        return receive.result()
+
+
 class GraderKernelClient(AsyncKernelClient):  # type: ignore[misc]
     """A kernel client that is ready once the kernel replies and IOPub delivers.
 
     jupyter_client's own ``wait_for_ready`` (8.10) then also reads IOPub until it has been
     quiet for 0.2 s, which every notebook would pay as start-up time. Leftover
     status messages do no harm, because nbclient matches replies by request id.
+    Its shell channel can end a wait early (``ExpiringShellChannel``).
     """
+
+    shell_channel_class = Type(ExpiringShellChannel)
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         """Send kernel_info requests until the kernel replies to one and an IOPub message

@@ -123,6 +123,16 @@ def test_cell_waiting_for_orphaned_worker_runs_on(server: ForkServer) -> None:
     assert printed(run, 0) == "42\n"
 
 
+def test_race_with_cell_end_is_bounded(server: ForkServer) -> None:
+    # The watch fires about when each sleep ends. A kernel interrupted after the cell's
+    # code ended but before it replied sends no reply at all.
+    sleeps = [f"import time\ntime.sleep({IDLE_SECONDS + step / 1000})" for step in range(0, 45, 5)]
+    run = run_cells(server, sleeps)
+    assert {report.error_name for report in run.cells} <= {"CellIdleError"}
+    assert all(report.seconds < IDLE_SECONDS + 5 for report in run.cells)
+    assert run.failure == ""
+
+
 def test_zero_turns_the_watch_off(server: ForkServer) -> None:
     run = run_cells(server, [f"import time\ntime.sleep({IDLE_SECONDS + 2})\nprint('slept')"],
                     idle_seconds=0)
