@@ -33,6 +33,7 @@ from .pipeline import (
     finish_model,
     grade_notebook,
     grade_submission,
+    grading_sandbox,
     model_checker,
     start_services,
 )
@@ -251,7 +252,8 @@ def grade_batch(
         hidden = (source.resolve(), out_dir.resolve(), Path(scratch).resolve())
         workers = min(settings.workers or default_workers(), len(found))
         if on_start is not None:
-            on_start(len(found), workers)
+            # Roster students without a submission have a row, but nothing to grade.
+            on_start(sum(not submission.missing for submission in found), workers)
         return _grade_found(found, out_dir, rubric, settings, workers, hidden, on_result)
 
 
@@ -309,6 +311,8 @@ def _grade_found(found: list[Submission], out_dir: Path, rubric: Rubric, setting
             finish(previous, reused=True)
         else:
             todo.append(submission)
+    if todo:
+        grading_sandbox(options)  # here, so the batch warns whichever executor runs the notebooks
     if settings.executor == "dask":
         # Imported here: the Dask executor imports this module, and Dask is optional.
         from .dask_executor import run_on_dask

@@ -27,9 +27,12 @@ descriptors through ``/proc``. A kernel closes the server's pipes before any
 student code runs. And ``reset`` runs between notebooks. With ``--pid-namespace`` (the
 bubblewrap sandbox), this server and its kernels are alone in a PID, IPC and
 network namespace. The server is the namespace's pid 1, which no process in it
-can kill or stop, and ``reset`` kills every process but itself. Without it (limits-only), it kills each kernel's session and
-descendants, and processes that left both survive, as they do with a fresh
-kernel in that mode.
+can kill or stop, and ``reset`` kills every process but itself. Without it
+(limits-only), the server is a child subreaper, so it adopts the orphans of its
+kernels, even those that left their session, and ``reset`` kills each kernel's
+session and every child the server has. A process that keeps running after its
+main thread exits shows as a zombie and survives that, and so does whatever a
+notebook starts after it killed the server.
 """
 
 from __future__ import annotations
@@ -219,7 +222,7 @@ def _kill_namespace(children: dict[int, int | None]) -> None:
 
 
 def _kill_descendants(children: dict[int, int | None]) -> None:
-    """Kill the kernels with their sessions, and every process this server adopted.
+    """Kill the kernels with their sessions, and every other live child of this server.
 
     Without a PID namespace the server is a child subreaper, so a process whose
     parent ended becomes the server's child, even one that left its kernel's session.

@@ -74,10 +74,16 @@ class GradeOptions:
 def _detect_sandbox(mode: str) -> Sandbox:
     sandbox = detect_sandbox(mode)
     if sandbox.fallback_reason:
-        # The main process, which always detects the sandbox too, warns for its workers.
+        # A batch detects the sandbox in its main process too (grading_sandbox), which
+        # warns for all its workers.
         level = logging.WARNING if multiprocessing.parent_process() is None else logging.INFO
         log.log(level, "student code runs with resource limits only: %s", sandbox.fallback_reason)
     return sandbox
+
+
+def grading_sandbox(options: GradeOptions) -> Sandbox:
+    """Return the sandbox that student code runs in; warn when it has limits only."""
+    return _detect_sandbox(options.sandbox)
 
 
 def _sandbox_limits(rubric: Rubric) -> SandboxLimits:

@@ -177,3 +177,17 @@ def test_limits_only_warning_printed_once(tmp_path):
     lines = [line for line in completed.stderr.splitlines() if "resource limits only" in line]
     assert lines == ["WARNING grader.pipeline: student code runs with resource limits only: "
                      "bubblewrap was turned off (prefer='none')"]
+
+
+def test_announcement_counts_only_submitted(tmp_path, rubric):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "ab12cdef.ipynb").write_text("{")  # invalid, so no kernel is needed
+    roster = tmp_path / "roster.csv"
+    roster.write_text("Login,First name,Last name\nab12cdef,Ann,Bee\nrr34efgh,Rick,Roe\n")
+    announced = []
+    results = grade_batch(folder, tmp_path / "out", rubric,
+                          BatchSettings(BUILTIN_DIR, workers=2, roster=roster),
+                          on_start=lambda submissions, workers: announced.append(submissions))
+    assert announced == [1]
+    assert sorted(result.student for result in results) == ["ab12cdef", "rr34efgh"]

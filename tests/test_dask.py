@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from grader.ingest import Submission  # noqa: E402
 from grader.mnist import BUILTIN_DIR  # noqa: E402
 from grader.pipeline import GradeOptions, grade_submission  # noqa: E402
 from grader.results import GRADED, GRADER_ERROR, SubmissionResult  # noqa: E402
+from notebooks import write_notebook  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -254,3 +256,17 @@ def test_worker_with_threads_rejected(notebooks, options):
     assert len(finished) == 1
     assert finished[0].status == GRADER_ERROR
     assert "WorkerSetupError: this worker runs 2 threads" in finished[0].reason
+
+
+def test_limits_only_warning_with_dask(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_notebook(folder / "ab12cdef.ipynb", ["x = 1"])
+    completed = subprocess.run(
+        [sys.executable, "-m", "grader", "grade", str(folder), "--out", str(tmp_path / "out"),
+         "--executor", "dask", "--workers", "1", "--sandbox", "none"],
+        capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    lines = [line for line in completed.stderr.splitlines() if "resource limits only" in line]
+    assert lines == ["WARNING grader.pipeline: student code runs with resource limits only: "
+                     "bubblewrap was turned off (prefer='none')"]
