@@ -35,6 +35,16 @@ from .sandbox import ProcessWatchdog, Sandbox, SandboxLimits
 
 log = logging.getLogger(__name__)
 
+
+def _is_cell_stop(record: logging.LogRecord) -> bool:
+    # nbclient logs each stopped cell as an error with the cell timeout, even where the
+    # idle watch stopped it. The cell's report describes the stop instead.
+    return record.getMessage().startswith(("Timeout waiting for execute reply", "Interrupting kernel"))
+
+
+_NBCLIENT_LOG = logging.getLogger(f"{__name__}.nbclient")
+_NBCLIENT_LOG.addFilter(lambda record: not _is_cell_stop(record))
+
 PROBE_SOURCE = (Path(__file__).parent / "probe.py").read_text(encoding="utf-8")
 # Seconds a kernel may take to start, and to reply after an interrupted cell.
 STARTUP_TIMEOUT = 60
@@ -366,6 +376,7 @@ def _new_client(notebook: nbformat.NotebookNode, workdir: Path, config: Executio
         on_cell_executed=recorder,
         shutdown_kernel="immediate",
         resources={"metadata": {"path": str(workdir)}},
+        log=_NBCLIENT_LOG,
     )
     return manager, client
 
