@@ -36,14 +36,14 @@ from .sandbox import ProcessWatchdog, Sandbox, SandboxLimits
 log = logging.getLogger(__name__)
 
 
-def _is_cell_stop(record: logging.LogRecord) -> bool:
+def _not_cell_stop(record: logging.LogRecord) -> bool:
     # nbclient logs each stopped cell as an error with the cell timeout, even where the
     # idle watch stopped it. The cell's report describes the stop instead.
-    return record.getMessage().startswith(("Timeout waiting for execute reply", "Interrupting kernel"))
+    return not record.getMessage().startswith(("Timeout waiting for execute reply", "Interrupting kernel"))
 
 
 _NBCLIENT_LOG = logging.getLogger(f"{__name__}.nbclient")
-_NBCLIENT_LOG.addFilter(lambda record: not _is_cell_stop(record))
+_NBCLIENT_LOG.addFilter(_not_cell_stop)
 
 PROBE_SOURCE = (Path(__file__).parent / "probe.py").read_text(encoding="utf-8")
 # Seconds a kernel may take to start, and to reply after an interrupted cell.

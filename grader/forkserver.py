@@ -187,19 +187,9 @@ def _signal(request: dict[str, Any], children: dict[int, int | None]) -> dict[st
 
 def _live_processes() -> dict[int, int]:
     """Map each process visible here that is not a zombie to its parent's pid."""
-    parents = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as status:
-                text = status.read().decode("ascii", "replace")
-        except OSError:
-            continue
-        fields = text[text.rfind(")") + 2:].split()
-        if len(fields) > 1 and fields[0] != "Z":
-            parents[int(entry.name)] = int(fields[1])
-    return parents
+    from grader.sandbox import _process_table
+
+    return {pid: info.parent for pid, info in _process_table().items()}
 
 
 def _other_processes() -> list[int]:
